@@ -1,0 +1,54 @@
+# The two commands of the README, and a few more for developers.
+#   make run    install what is missing, build, create ./iotprov-data once, start
+#   make test   install what is missing, build, run every test, then again under
+#               ASan+UBSan, then every fuzz target for a bounded time
+.POSIX:
+JOBS      ?= 2
+DATA_DIR  ?= ./iotprov-data
+FUZZ_SECONDS ?= 20
+BUILD     := build
+ASAN      := build-asan
+FUZZB     := build-fuzz
+
+.PHONY: all deps build run test test-fast test-asan fuzz bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@if [ ! -d "$(DATA_DIR)" ]; then $(BUILD)/iotprov init --data-dir "$(DATA_DIR)"; fi
+	@exec $(BUILD)/iotprov up --data-dir "$(DATA_DIR)"
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE 'pg|load'
+	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory fuzz
+
+test-fast: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+
+test-asan: deps
+	@cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+		-DIOTP_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN) -j $(JOBS)
+	@cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -j $(JOBS) -LE 'pg|load'
+
+fuzz: deps
+	@cmake -S . -B $(FUZZB) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+		-DIOTP_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZB) -j $(JOBS)
+	@scripts/run-fuzz $(FUZZB) $(FUZZ_SECONDS)
+
+bench: build
+	@scripts/run-bench $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN) $(FUZZB)
