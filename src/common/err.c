@@ -9,6 +9,7 @@
 
 #include "common/err.h"
 
+__attribute__((format(printf, 3, 0)))
 static void vset(struct iotp_err *err, iotp_rc rc, const char *fmt, va_list ap)
 {
 	err->rc = rc;

@@ -89,9 +89,21 @@ struct pki_issue_opts {
 /* Issues an end-entity certificate for the CSR's (already verified) public
  * key: v3, 16 random serial bytes (positive), subject from the CSR unless
  * overridden, basicConstraints CA:FALSE, keyUsage digitalSignature (+
- * keyEncipherment for RSA), extendedKeyUsage clientAuth, SKI and AKI. */
+ * keyEncipherment for RSA), extendedKeyUsage clientAuth, SKI and AKI.
+ * notAfter is capped at the CA's own notAfter. The key is copied into the
+ * certificate as encoded bytes and not decoded again, so X509_get0_pubkey()
+ * on *out returns NULL: use the CSR's key, or parse the certificate's PEM.
+ * An empty CSR subject without opts->subject_cn is IOTP_ERR_CERT. */
 iotp_rc pki_cert_issue(const struct pki_ca *ca, X509_REQ *csr,
                        const struct pki_issue_opts *opts, X509 **out, struct iotp_err *err);
+/* pki_csr_parse + pki_cert_issue in one call, with the same checks, results
+ * and error codes, for servers that do not need the X509_REQ itself
+ * (CreateCertificateFromCsr, fleet provisioning, EST). For EC P-256/P-384/
+ * P-521 CSRs it bypasses OpenSSL 3.0's generic key decoder, about half the
+ * cost of the two calls; other CSRs take the two-call path. *out as for
+ * pki_cert_issue. */
+iotp_rc pki_csr_issue(const struct pki_ca *ca, const void *data, size_t len,
+                      const struct pki_issue_opts *opts, X509 **out, struct iotp_err *err);
 /* As pki_cert_issue for a bare public key (CreateKeysAndCertificate, claims). */
 iotp_rc pki_cert_issue_for_key(const struct pki_ca *ca, EVP_PKEY *pub, const char *subject_cn,
                                const struct pki_issue_opts *opts, X509 **out,
@@ -128,7 +140,9 @@ iotp_rc pki_cert_name_field(X509 *cert, int issuer, const char *field, char *out
 
 /* Checks that cert is signed by ca's key and issued under ca's subject
  * (signature, issuer name, validity of both now, ca is a CA).
- * IOTP_ERR_CERT with the reason otherwise. */
+ * IOTP_ERR_CERT with the reason otherwise. A direct check of this one link
+ * (X509_check_issued + X509_verify + times), not X509_verify_cert: no trust
+ * store and no purpose check, so any device certificate can be registered. */
 iotp_rc pki_cert_chains_to(X509 *cert, X509 *ca, struct iotp_err *err);
 /* 1 when cert is a CA certificate (basicConstraints CA:TRUE). */
 int pki_cert_is_ca(X509 *cert);
@@ -139,7 +153,9 @@ int pki_cert_is_ca(X509 *cert);
 iotp_rc pki_verification_cert_check(X509 *verif, X509 *ca, const char *registration_code,
                                     struct iotp_err *err);
 
-/* Public key of a certificate or CSR: borrowed (do not free). */
+/* Public key of a certificate or CSR: borrowed (do not free). NULL when
+ * there is none, including for a certificate fresh from pki_cert_issue or
+ * pki_csr_issue (see there). */
 EVP_PKEY *pki_cert_pubkey(X509 *cert);
 /* SHA-256 of the DER SubjectPublicKeyInfo as lowercase hex (64 chars + NUL):
  * the fingerprint used by authorized public-key lists. */

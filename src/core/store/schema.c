@@ -159,7 +159,26 @@ static const char migration_1[] =
 	"  detail TEXT\n"
 	")";
 
+/* Registry indexes: thing attributes as rows so that ListThings can filter
+ * by attribute through an index (things.attributes stays the document that
+ * describe and list return), and keys for paging things by type and
+ * certificates and CAs by creation date. */
+static const char migration_2[] =
+	"CREATE TABLE thing_attributes (\n"
+	"  thing_name TEXT NOT NULL REFERENCES things(name),\n"
+	"  name TEXT NOT NULL,\n"
+	"  value TEXT NOT NULL,\n"
+	"  PRIMARY KEY (thing_name, name)\n"
+	");\n"
+	"CREATE INDEX thing_attributes_name_value ON thing_attributes(name, value, thing_name);\n"
+	"CREATE INDEX things_type_name_name ON things(type_name, name);\n"
+	"CREATE INDEX certificates_created ON certificates(created, id);\n"
+	"CREATE INDEX certificates_ca_created ON certificates(ca_id, created, id);\n"
+	"CREATE INDEX cas_subject ON cas(subject);\n"
+	"CREATE INDEX cas_created ON cas(created, id)";
+
 const char *const store_migrations[] = {
 	migration_1,
+	migration_2,
 };
 const int store_migration_count = (int)(sizeof(store_migrations) / sizeof(store_migrations[0]));

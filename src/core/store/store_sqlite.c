@@ -102,7 +102,7 @@ static iotp_rc get_stmt(struct sqlite_conn *c, const char *sql, sqlite3_stmt **o
 {
 	size_t len = strlen(sql);
 	struct cached_stmt *victim = &c->cache[0];
-	sqlite3_stmt *stmt;
+	sqlite3_stmt *stmt = NULL;
 	int rc;
 
 	c->tick++;
@@ -145,7 +145,7 @@ static iotp_rc sqlite_exec(void *conn, const char *sql, const struct store_val *
                            struct iotp_err *err)
 {
 	struct sqlite_conn *c = conn;
-	sqlite3_stmt *stmt;
+	sqlite3_stmt *stmt = NULL;
 	struct store_val cols[32];
 	iotp_rc rc;
 	int src;

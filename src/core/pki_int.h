@@ -1,0 +1,35 @@
+/*
+ * Internals shared by the PKI source files (pki.c: keys, CAs, issuance;
+ * pki_cert.c: reading certificates; pki_csr.c: CSRs). Not an API: the rest
+ * of iotprov uses pki.h only.
+ */
+#ifndef IOTP_PKI_INT_H
+#define IOTP_PKI_INT_H
+
+#include <stddef.h>
+
+#include <openssl/x509.h>
+
+#include "common/err.h"
+#include "core/pki.h"
+
+/* The DER held by an input: the input itself when it starts like DER (a
+ * SEQUENCE tag), otherwise the first PEM block labelled with one of labels
+ * (a NULL-terminated list), which may follow other text. *der points into
+ * data or into *alloc, a malloc'ed buffer the caller frees (NULL when
+ * nothing was allocated). what names the input in messages. Malformed PEM is
+ * IOTP_ERR_CERT. */
+iotp_rc pki_input_der(const void *data, size_t len, const char *const *labels,
+                      const char *what, unsigned char **alloc, const unsigned char **der,
+                      size_t *der_len, struct iotp_err *err);
+
+/* Issues an end-entity certificate (see pki_cert_issue) for a public key
+ * that was already verified, given as the algorithm and key bits of its
+ * SubjectPublicKeyInfo: both are copied into the certificate as they are,
+ * never decoded. subject is the CSR's subject, replaced by CN=opts->subject_cn
+ * when that is set. All pointers are borrowed. */
+iotp_rc pki_issue_spki(const struct pki_ca *ca, const X509_NAME *subject,
+                       const X509_ALGOR *alg, const unsigned char *bits, int nbits,
+                       const struct pki_issue_opts *opts, X509 **out, struct iotp_err *err);
+
+#endif

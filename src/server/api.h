@@ -1,0 +1,28 @@
+/*
+ * The API's route tables. Each module of routes (base, things, certificates,
+ * ...) defines one `const struct route_table` next to its handlers; api.c
+ * lists them all for the server. A new module is its file plus one line in
+ * api.c and one declaration here.
+ */
+#ifndef IOTP_API_H
+#define IOTP_API_H
+
+#include <stddef.h>
+
+#include "server/router.h"
+
+/* GET /healthz, GET /metrics, GET /endpoint (api_base.c). */
+extern const struct route_table api_base_routes;
+
+/* Every table the server serves, in api.c. */
+extern const struct route_table *const api_tables[];
+extern const size_t api_table_count;
+
+/* The endpoint devices use (DescribeEndpoint): [mqtt] endpoint when set,
+ * else the host of [mqtt] listen (a wildcard listen address is replaced by
+ * the first of [pki] server_names), with ":port" appended unless the port
+ * is 8883. */
+iotp_rc api_mqtt_endpoint(const struct iotp_conf *conf, char *out, size_t size,
+                          struct iotp_err *err);
+
+#endif
