@@ -20,12 +20,17 @@
 #include "core/store/store.h"
 
 /* Operations an operator may call (installer ones included). Anything else
- * needs admin: access-key management, iotprov's own CA keys, and every
- * operation added later until it is listed here. Sorted for bsearch. */
+ * needs admin: access-key management, CA keys (registering, changing or
+ * deleting a CA certificate, which decides which device certificates are
+ * trusted, and the registration code that proves a CA key), the audit log,
+ * and every operation added later until it is listed here. Sorted for
+ * bsearch. */
 static const char *const operator_ops[] = {
+	"AddAuthorizedKeys",
 	"AddThingToThingGroup",
 	"AttachPolicy",
 	"AttachThingPrincipal",
+	"CreateAuthorizedKeyList",
 	"CreateCertificateFromCsr",
 	"CreateKeysAndCertificate",
 	"CreatePolicy",
@@ -36,7 +41,7 @@ static const char *const operator_ops[] = {
 	"CreateThing",
 	"CreateThingGroup",
 	"CreateThingType",
-	"DeleteCACertificate",
+	"DeleteAuthorizedKeyList",
 	"DeleteCertificate",
 	"DeletePolicy",
 	"DeletePolicyVersion",
@@ -46,6 +51,7 @@ static const char *const operator_ops[] = {
 	"DeleteThingGroup",
 	"DeleteThingType",
 	"DeprecateThingType",
+	"DescribeAuthorizedKeyList",
 	"DescribeCACertificate",
 	"DescribeCertificate",
 	"DescribeEndpoint",
@@ -59,8 +65,9 @@ static const char *const operator_ops[] = {
 	"DetachThingPrincipal",
 	"GetPolicy",
 	"GetPolicyVersion",
-	"GetRegistrationCode",
+	"GetThingRegistrationTaskReport",
 	"ListAttachedPolicies",
+	"ListAuthorizedKeyLists",
 	"ListCACertificates",
 	"ListCertificates",
 	"ListCertificatesByCA",
@@ -78,7 +85,7 @@ static const char *const operator_ops[] = {
 	"ListThingTypes",
 	"ListThings",
 	"ListThingsInThingGroup",
-	"RegisterCACertificate",
+	"PutImportFile",
 	"RegisterCertificate",
 	"RegisterCertificateWithoutCA",
 	"RegisterThing",
@@ -86,7 +93,6 @@ static const char *const operator_ops[] = {
 	"SetDefaultPolicyVersion",
 	"StartThingRegistrationTask",
 	"StopThingRegistrationTask",
-	"UpdateCACertificate",
 	"UpdateCertificate",
 	"UpdateProvisioningTemplate",
 	"UpdateThing",

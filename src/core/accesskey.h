@@ -13,8 +13,10 @@
  * Roles, from least to most powerful:
  *   installer  only CreateProvisioningClaim, and only for the provisioning
  *              templates named when the key was created;
- *   operator   the registry, certificates, CA certificates, policies,
- *              provisioning templates and bulk tasks;
+ *   operator   the registry, certificates, policies, provisioning
+ *              templates and bulk tasks; CA certificates read-only
+ *              (Describe/List): registering, updating or deleting a CA and
+ *              GetRegistrationCode need admin;
  *   admin      everything, including access keys and anything not listed
  *              in the authorization table (unknown operations fail closed).
  *

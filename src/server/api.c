@@ -5,5 +5,11 @@
 
 const struct route_table *const api_tables[] = {
 	&api_base_routes,
+	&api_thing_routes,
+	&api_group_routes,
+	&api_policy_routes,
+	&api_cert_routes,
+	&api_ca_routes,
+	&api_audit_routes,
 };
 const size_t api_table_count = sizeof(api_tables) / sizeof(api_tables[0]);

@@ -14,6 +14,19 @@
 /* GET /healthz, GET /metrics, GET /endpoint (api_base.c). */
 extern const struct route_table api_base_routes;
 
+/* Things, thing principals and thing types (api_things.c). */
+extern const struct route_table api_thing_routes;
+/* Thing groups and membership (api_groups.c). */
+extern const struct route_table api_group_routes;
+/* Policies, versions, attachments (api_policies.c). */
+extern const struct route_table api_policy_routes;
+/* Certificates (api_certs.c). */
+extern const struct route_table api_cert_routes;
+/* CA certificates and the registration code (api_cas.c). */
+extern const struct route_table api_ca_routes;
+/* The iotprov audit log, GET /iotprov/audit (api_audit.c). */
+extern const struct route_table api_audit_routes;
+
 /* Every table the server serves, in api.c. */
 extern const struct route_table *const api_tables[];
 extern const size_t api_table_count;

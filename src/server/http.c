@@ -28,6 +28,8 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -80,12 +82,22 @@ struct http_server {
 	struct event *grace;             /* hard deadline of a graceful stop */
 	int64_t refusal_logged;          /* last refusal warning (epoch s) */
 	char listen_spec[256];           /* [api] listen as bound */
+	char file_listen[256];           /* [api] listen as the file says: differs
+	                                  * from listen_spec under --api-listen */
 	int port;
 	char url[300];
 };
 
 /* ------------------------------------------------------------------ */
 /* TLS                                                                  */
+
+/* Verification callback: the chain is not judged here (see make_ssl_ctx). */
+static int accept_any_peer(int preverify_ok, X509_STORE_CTX *store)
+{
+	(void)preverify_ok;
+	(void)store;
+	return 1;
+}
 
 static iotp_rc make_ssl_ctx(const struct iotp_conf *conf, SSL_CTX **out, struct iotp_err *err)
 {
@@ -112,6 +124,11 @@ static iotp_rc make_ssl_ctx(const struct iotp_conf *conf, SSL_CTX **out, struct 
 	/* One TLS 1.3 ticket is enough for a client to resume; each costs a
 	 * signature-free but measurable encryption per handshake. */
 	SSL_CTX_set_num_tickets(ctx, 1);
+	/* Ask every client for a certificate but accept whatever it sends (or
+	 * nothing): EST re-enrolment and claim-certificate enrolment take the
+	 * verified-by-possession peer certificate to the route, which checks it
+	 * against the registry (api_request.peer_cert). */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_peer);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		rc = iotp_err_ssl(err, IOTP_ERR_CONFIG, "[api] tls_cert: cannot load %s", cert);
 		goto out;
@@ -569,6 +586,14 @@ static void on_request(struct evhttp_request *req, void *arg)
 	rq.body = (const char *)evbuffer_pullup(in, -1);
 	rq.body_len = body_len;
 	rq.draining = srv->stopping;
+	{
+		struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+		struct bufferevent *bev =
+			evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+		SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+		rq.peer_cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+	}
 	util_strlcpy(rq.actor, "anonymous", sizeof(rq.actor));
 	if (rq.body == NULL) {
 		reply_error(&x, api_error_for(IOTP_ERR_NOMEM), "out of memory", NULL, NULL);
@@ -634,7 +659,12 @@ static iotp_rc open_listener(const char *host, int port, evutil_socket_t *out, i
 			saved = errno;
 			continue;
 		}
+		/* TCP_NODELAY on the listener is inherited by every accepted
+		 * socket (Linux): a response leaves as two TLS records (headers,
+		 * body), and with Nagle the second waits for the client's delayed
+		 * ACK, some 40 ms per request. */
 		if (evutil_make_listen_socket_reuseable(fd) == 0 &&
+		    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int)) == 0 &&
 		    bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 511) == 0)
 			break;
 		saved = errno;
@@ -782,7 +812,15 @@ iotp_rc http_server_reload(struct http_server *srv, struct iotp_err *err)
 		          err != NULL ? err->msg : iotp_strerror(rc));
 		goto out;
 	}
-	keep("[api] listen", fresh->api_listen, srv->listen_spec, sizeof(fresh->api_listen));
+	/* Compared with what the file said before, not with what is bound: a
+	 * --api-listen override is not a change the operator made in the file. */
+	if (strcmp(fresh->api_listen, srv->file_listen) != 0) {
+		LOG_WARN("iotprovd: reload: [api] listen changed to '%s': restart iotprovd to apply "
+		         "it (still listening on '%s')",
+		         fresh->api_listen, srv->listen_spec);
+		util_strlcpy(srv->file_listen, fresh->api_listen, sizeof(srv->file_listen));
+	}
+	util_strlcpy(fresh->api_listen, srv->listen_spec, sizeof(fresh->api_listen));
 	keep("[store] url", fresh->store_url, srv->conf->store_url, sizeof(fresh->store_url));
 	keep("[pki] root_cert", fresh->pki_root_cert, srv->conf->pki_root_cert,
 	     sizeof(fresh->pki_root_cert));
@@ -843,6 +881,18 @@ iotp_rc http_server_new(struct event_base *base, struct iotp_conf *conf, const c
 		goto fail;
 	}
 	util_strlcpy(srv->listen_spec, conf->api_listen, sizeof(srv->listen_spec));
+	util_strlcpy(srv->file_listen, conf->api_listen, sizeof(srv->file_listen));
+	if (srv->conf_path[0] != '\0') {
+		struct iotp_conf *file = malloc(sizeof(*file));
+
+		if (file != NULL) {
+			conf_init(file, conf->data_dir);
+			if (conf_load(file, srv->conf_path, NULL) == IOTP_OK)
+				util_strlcpy(srv->file_listen, file->api_listen, sizeof(srv->file_listen));
+			conf_cleanup(file);
+			free(file);
+		}
+	}
 	if ((rc = conf_parse_listen(conf->api_listen, host, sizeof(host), &port, err)) != IOTP_OK)
 		goto fail;
 	if ((rc = metrics_new(&srv->metrics, err)) != IOTP_OK ||

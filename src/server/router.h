@@ -43,6 +43,7 @@
 
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
+#include <openssl/x509.h>
 
 #include "common/err.h"
 #include "core/accesskey.h"
@@ -111,6 +112,12 @@ struct api_request {
 	json_t *json;                 /* ROUTE_JSON routes: the body object */
 	/* Set while the server drains for shutdown (health checks say so). */
 	int draining;
+	/* The TLS client certificate, when the client sent one (borrowed from
+	 * the connection; NULL otherwise). The server requests one but accepts
+	 * any: the handshake proves possession of its key, nothing more. A
+	 * route that authenticates with it (EST) checks it against the
+	 * registry itself. */
+	X509 *peer_cert;
 };
 
 struct api_response {

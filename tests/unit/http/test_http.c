@@ -605,7 +605,12 @@ static void test_authorization_by_role(void **state)
 
 	k.role = ACCESSKEY_ROLE_OPERATOR;
 	assert_int_equal(accesskey_authorize(&k, "CreateThing", NULL, &err), IOTP_OK);
-	assert_int_equal(accesskey_authorize(&k, "RegisterCACertificate", NULL, &err), IOTP_OK);
+	assert_int_equal(accesskey_authorize(&k, "DescribeCACertificate", NULL, &err), IOTP_OK);
+	/* CA keys are the admin's: they decide which devices are trusted */
+	assert_int_equal(accesskey_authorize(&k, "RegisterCACertificate", NULL, &err),
+	                 IOTP_ERR_DENIED);
+	assert_int_equal(accesskey_authorize(&k, "GetRegistrationCode", NULL, &err),
+	                 IOTP_ERR_DENIED);
 	assert_int_equal(accesskey_authorize(&k, "DescribeEndpoint", NULL, &err), IOTP_OK);
 	assert_int_equal(accesskey_authorize(&k, "CreateProvisioningClaim", "t", &err), IOTP_OK);
 	/* not listed: admin only (fails closed) */
