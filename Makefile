@@ -1,6 +1,7 @@
 # The two commands of the README, and a few more for developers.
 #   make run    install what is missing, build, create ./iotprov-data once, start
-#   make test   install what is missing, build, run every test, then again under
+#   make test   install what is missing, build, run every test (the pg label
+#               starts private PostgreSQL clusters), then again under
 #               ASan+UBSan, then every fuzz target for a bounded time
 .POSIX:
 JOBS      ?= 2
@@ -10,7 +11,7 @@ BUILD     := build
 ASAN      := build-asan
 FUZZB     := build-fuzz
 
-.PHONY: all deps build run test test-fast test-asan fuzz bench clean
+.PHONY: all deps build run test test-fast test-pg test-asan fuzz bench bench-store clean
 
 all: build
 
@@ -26,12 +27,17 @@ run: build
 	@exec $(BUILD)/iotprov up --data-dir "$(DATA_DIR)"
 
 test: build
-	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE 'pg|load'
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE load
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory fuzz
 
 test-fast: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+
+# Only the PostgreSQL variants (store conformance and registry on a private
+# cluster each; see tests/pg/pg_cluster.py).
+test-pg: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L pg
 
 test-asan: deps
 	@cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
@@ -39,7 +45,7 @@ test-asan: deps
 	@cmake --build $(ASAN) -j $(JOBS)
 	@cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --output-on-failure -j $(JOBS) -LE 'pg|load'
+		ctest --output-on-failure -j $(JOBS) -LE load
 
 fuzz: deps
 	@cmake -S . -B $(FUZZB) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
@@ -49,6 +55,10 @@ fuzz: deps
 
 bench: build
 	@scripts/run-bench $(BUILD)
+
+# The store benchmark on SQLite and on a private durable PostgreSQL cluster.
+bench-store: build
+	@tests/pg/pg_cluster.py run --durable -- $(BUILD)/bench_store
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZB)

@@ -1,8 +1,12 @@
 /*
  * Backend-independent half of the store: choosing a backend from the URL,
- * running migrations, nested transactions as savepoints, the event log and
- * the small query helpers (see store.h).
+ * running migrations (under a cross-process lock where the backend has one),
+ * nested transactions as savepoints with the "a failed statement poisons its
+ * level" rule enforced for every backend, the event log with its change
+ * notifications, and the small query helpers (see store.h).
  */
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,15 +22,15 @@ struct store {
 	const struct store_backend *be;
 	void *conn;
 	int depth;          /* open transaction levels */
+	iotp_rc failed;     /* why the innermost open level failed (IOTP_OK: it did not) */
 	int schema_version;
 };
 
 static const struct store_backend *backend_for(const char *url, const char **target)
 {
 	if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
-		/* The PostgreSQL backend arrives with scale-out; until then say so. */
 		*target = url;
-		return NULL;
+		return &store_backend_pg;
 	}
 	if (strncmp(url, "sqlite:", 7) == 0) {
 		*target = url + 7;
@@ -80,7 +84,7 @@ static iotp_rc run_script(struct store *st, const char *script, struct iotp_err 
 	return rc;
 }
 
-static iotp_rc migrate(struct store *st, struct iotp_err *err)
+static iotp_rc migrate_steps(struct store *st, struct iotp_err *err)
 {
 	int64_t v = 0;
 	iotp_rc rc;
@@ -90,6 +94,8 @@ static iotp_rc migrate(struct store *st, struct iotp_err *err)
 	if (rc != IOTP_OK)
 		return rc;
 	for (;;) {
+		/* Each step re-reads the version inside its write transaction, so
+		 * a concurrent opener that got there first is simply seen. */
 		if ((rc = store_begin(st, err)) != IOTP_OK)
 			return rc;
 		rc = store_query_int(st, "SELECT MAX(version) FROM schema_version", NULL, 0, &v,
@@ -131,6 +137,21 @@ fail:
 	return rc;
 }
 
+static iotp_rc migrate(struct store *st, struct iotp_err *err)
+{
+	struct iotp_err e;
+	iotp_rc rc;
+
+	if (st->be->migrate_lock == NULL)
+		return migrate_steps(st, err);
+	if ((rc = st->be->migrate_lock(st->conn, 1, err)) != IOTP_OK)
+		return rc;
+	rc = migrate_steps(st, err);
+	if (st->be->migrate_lock(st->conn, 0, &e) != IOTP_OK)
+		LOG_WARN("store: releasing the migration lock: %s", e.msg);
+	return rc;
+}
+
 iotp_rc store_open(const char *url, struct store **out, struct iotp_err *err)
 {
 	const char *target;
@@ -141,10 +162,6 @@ iotp_rc store_open(const char *url, struct store **out, struct iotp_err *err)
 	if (url == NULL || *url == '\0')
 		return iotp_err_set(err, IOTP_ERR_CONFIG, "store: empty store URL");
 	be = backend_for(url, &target);
-	if (be == NULL)
-		return iotp_err_set(err, IOTP_ERR_CONFIG,
-		                    "store: %s: this version supports only SQLite stores "
-		                    "(set store = sqlite:PATH)", url);
 	st = calloc(1, sizeof(*st));
 	if (st == NULL)
 		return iotp_err_set(err, IOTP_ERR_NOMEM, "store: out of memory");
@@ -166,6 +183,7 @@ void store_close(struct store *st)
 	if (st == NULL)
 		return;
 	if (st->depth > 0) {
+		/* The outermost rollback discards every savepoint inside it. */
 		st->depth = 1;
 		store_rollback(st);
 	}
@@ -183,17 +201,42 @@ int store_schema_version(const struct store *st)
 	return st->schema_version;
 }
 
+/* The answer to anything but a rollback at a failed level: the code of the
+ * original failure, so a lost connection (BUSY) still reads "retry". */
+static iotp_rc refuse(const struct store *st, struct iotp_err *err)
+{
+	return iotp_err_set(err, st->failed,
+	                    "store: transaction aborted by an earlier error (%s): roll it back",
+	                    iotp_strerror(st->failed));
+}
+
+/* Every statement goes through here: a failure inside a transaction poisons
+ * the innermost level until it is rolled back (see store.h). */
+static iotp_rc run(struct store *st, const char *sql, const struct store_val *params,
+                   int nparams, store_row_fn fn, void *ud, int64_t *changes,
+                   struct iotp_err *err)
+{
+	iotp_rc rc;
+
+	if (st->failed != IOTP_OK)
+		return refuse(st, err);
+	rc = st->be->exec(st->conn, sql, params, nparams, fn, ud, changes, err);
+	if (rc != IOTP_OK && st->depth > 0)
+		st->failed = rc;
+	return rc;
+}
+
 iotp_rc store_exec(struct store *st, const char *sql, const struct store_val *params,
                    int nparams, store_row_fn fn, void *ud, struct iotp_err *err)
 {
-	return st->be->exec(st->conn, sql, params, nparams, fn, ud, NULL, err);
+	return run(st, sql, params, nparams, fn, ud, NULL, err);
 }
 
 iotp_rc store_exec_changes(struct store *st, const char *sql,
                            const struct store_val *params, int nparams,
                            int64_t *changes, struct iotp_err *err)
 {
-	return st->be->exec(st->conn, sql, params, nparams, NULL, NULL, changes, err);
+	return run(st, sql, params, nparams, NULL, NULL, changes, err);
 }
 
 struct one_val {
@@ -271,42 +314,62 @@ iotp_rc store_query_text(struct store *st, const char *sql,
 	return IOTP_OK;
 }
 
+static iotp_rc savepoint(struct store *st, enum store_sp op, int level,
+                         struct iotp_err *err)
+{
+	static const char *const verbs[] = {"SAVEPOINT", "RELEASE SAVEPOINT",
+	                                    "ROLLBACK TO SAVEPOINT"};
+	char sql[64];
+
+	if (st->be->savepoint != NULL)
+		return st->be->savepoint(st->conn, op, level, err);
+	snprintf(sql, sizeof(sql), "%s sp%d", verbs[op], level);
+	return st->be->exec(st->conn, sql, NULL, 0, NULL, NULL, NULL, err);
+}
+
 iotp_rc store_begin(struct store *st, struct iotp_err *err)
 {
-	char sql[64];
 	iotp_rc rc;
 
+	if (st->failed != IOTP_OK)
+		return refuse(st, err);
 	if (st->depth == 0)
 		rc = st->be->begin(st->conn, err);
-	else {
-		snprintf(sql, sizeof(sql), "SAVEPOINT sp%d", st->depth);
-		rc = store_exec(st, sql, NULL, 0, NULL, NULL, err);
-	}
+	else
+		rc = savepoint(st, STORE_SP_BEGIN, st->depth, err);
 	if (rc == IOTP_OK)
 		st->depth++;
+	else if (st->depth > 0)
+		st->failed = rc;
 	return rc;
 }
 
 iotp_rc store_commit(struct store *st, struct iotp_err *err)
 {
-	char sql[64];
 	iotp_rc rc;
 
 	if (st->depth <= 0)
 		return iotp_err_set(err, IOTP_ERR_INTERNAL, "store: commit without begin");
 	if (st->depth == 1) {
-		rc = st->be->commit(st->conn, err);
+		if (st->failed != IOTP_OK)
+			rc = refuse(st, err);
+		else
+			rc = st->be->commit(st->conn, err);
 		if (rc != IOTP_OK) {
 			/* The transaction is gone either way: leave a clean state. */
 			st->be->rollback(st->conn, NULL);
 			st->depth = 0;
+			st->failed = IOTP_OK;
 			return rc;
 		}
 	} else {
-		snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT sp%d", st->depth - 1);
-		rc = store_exec(st, sql, NULL, 0, NULL, NULL, err);
-		if (rc != IOTP_OK)
+		if (st->failed != IOTP_OK)
+			return refuse(st, err);
+		rc = savepoint(st, STORE_SP_RELEASE, st->depth - 1, err);
+		if (rc != IOTP_OK) {
+			st->failed = rc;
 			return rc;
+		}
 	}
 	st->depth--;
 	return IOTP_OK;
@@ -315,22 +378,21 @@ iotp_rc store_commit(struct store *st, struct iotp_err *err)
 void store_rollback(struct store *st)
 {
 	struct iotp_err e;
-	char sql[96];
 
 	if (st->depth <= 0)
 		return;
 	if (st->depth == 1) {
 		if (st->be->rollback(st->conn, &e) != IOTP_OK)
 			LOG_ERROR("store: rollback: %s", e.msg);
-	} else {
-		snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT sp%d", st->depth - 1);
-		if (store_exec(st, sql, NULL, 0, NULL, NULL, &e) != IOTP_OK)
-			LOG_ERROR("store: %s: %s", sql, e.msg);
-		snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT sp%d", st->depth - 1);
-		if (store_exec(st, sql, NULL, 0, NULL, NULL, &e) != IOTP_OK)
-			LOG_ERROR("store: %s: %s", sql, e.msg);
+	} else if (savepoint(st, STORE_SP_ROLLBACK, st->depth - 1, &e) != IOTP_OK) {
+		/* The savepoint is unusable, so the level above is poisoned. */
+		LOG_ERROR("store: rollback to savepoint sp%d: %s", st->depth - 1, e.msg);
+		st->depth--;
+		st->failed = e.rc != IOTP_OK ? e.rc : IOTP_ERR_DB;
+		return;
 	}
 	st->depth--;
+	st->failed = IOTP_OK;
 }
 
 int store_tx_depth(const struct store *st)
@@ -347,6 +409,7 @@ iotp_rc store_event_append(struct store *st, const char *actor, const char *acti
 		SV_TEXT(action), SV_TEXT(object), SV_TEXT(detail),
 	};
 	int64_t newid;
+	int own_tx = 0;
 	iotp_rc rc;
 
 	{
@@ -355,10 +418,25 @@ iotp_rc store_event_append(struct store *st, const char *actor, const char *acti
 		clock_gettime(CLOCK_REALTIME, &ts);
 		p[0] = SV_INT((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 	}
+	/* Even alone an append is a write transaction: that is what makes ids
+	 * become visible in increasing order (see store.h). */
+	if (st->depth == 0) {
+		if ((rc = store_begin(st, err)) != IOTP_OK)
+			return rc;
+		own_tx = 1;
+	}
 	rc = store_query_int(st,
-	                     "INSERT INTO events (ts, actor, action, object, detail) "
-	                     "VALUES (?, ?, ?, ?, ?) RETURNING id",
+	                     st->be->event_insert_sql != NULL
+	                         ? st->be->event_insert_sql
+	                         : "INSERT INTO events (ts, actor, action, object, detail) "
+	                           "VALUES (?, ?, ?, ?, ?) RETURNING id",
 	                     p, 5, &newid, err);
+	if (own_tx) {
+		if (rc == IOTP_OK)
+			rc = store_commit(st, err);
+		else
+			store_rollback(st);
+	}
 	if (rc != IOTP_OK)
 		return rc;
 	if (id != NULL)
@@ -407,6 +485,67 @@ iotp_rc store_events_last_id(struct store *st, int64_t *out, struct iotp_err *er
 		return IOTP_OK;
 	}
 	return rc;
+}
+
+iotp_rc store_events_listen(struct store *st, struct iotp_err *err)
+{
+	if (st->be->listen == NULL)
+		return IOTP_OK;
+	return st->be->listen(st->conn, err);
+}
+
+int store_events_fd(struct store *st)
+{
+	return st->be->notify_fd != NULL ? st->be->notify_fd(st->conn) : -1;
+}
+
+int store_events_drain(struct store *st)
+{
+	return st->be->notify_drain != NULL ? st->be->notify_drain(st->conn) : 0;
+}
+
+iotp_rc store_events_wait(struct store *st, int timeout_ms, int *woken,
+                          struct iotp_err *err)
+{
+	int64_t deadline = util_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	int fd;
+
+	if (store_events_drain(st) > 0) {
+		*woken = 1;
+		return IOTP_OK;
+	}
+	for (;;) {
+		int64_t left = deadline - util_mono_ms();
+		struct pollfd pfd;
+		int n;
+
+		if (left <= 0)
+			break;
+		fd = store_events_fd(st);
+		if (fd < 0) {
+			/* No notifications (or no connection right now): sleep. */
+			struct timespec ts = {(time_t)(left / 1000), (long)(left % 1000) * 1000000L};
+
+			nanosleep(&ts, NULL);
+			if (store_events_drain(st) > 0) {
+				*woken = 1;
+				return IOTP_OK;
+			}
+			continue;
+		}
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		n = poll(&pfd, 1, (int)left);
+		if (n < 0 && errno != EINTR)
+			return iotp_err_set(err, IOTP_ERR_IO, "store: poll: %s", strerror(errno));
+		if (store_events_drain(st) > 0) {
+			*woken = 1;
+			return IOTP_OK;
+		}
+	}
+	*woken = 0;
+	return IOTP_OK;
 }
 
 iotp_rc store_meta_get(struct store *st, const char *key, char **out,

@@ -5,11 +5,41 @@
  * default, and PostgreSQL for scale-out). Everything above it -- migrations,
  * nested transactions, the event log and every registry query -- is written
  * once in portable SQL with `?` placeholders, so the backends cannot drift.
- * Portable means: types TEXT and INTEGER (64-bit), `INSERT ... ON CONFLICT`,
- * `RETURNING`, `LIMIT`, no backend-specific functions.
+ * Portable means: types TEXT, INTEGER (always 64-bit: PostgreSQL DDL gets
+ * BIGINT) and BLOB (BYTEA), `INSERT ... ON CONFLICT`, `RETURNING`, `LIMIT`,
+ * no backend-specific functions. tests/unit/store is the conformance suite
+ * both backends pass; it is the executable form of the contracts below.
  *
  * A `struct store` is one connection. It is not thread-safe: each thread opens
  * its own (SQLite in WAL mode and PostgreSQL both allow many connections).
+ *
+ * Contracts every backend keeps:
+ * - Write transactions are serialized: from the first statement after the
+ *   outermost store_begin to its commit, no other connection's transaction
+ *   or write commits (SQLite: BEGIN IMMEDIATE, taken at store_begin;
+ *   PostgreSQL: a transaction-scoped advisory lock taken with the first
+ *   statement of every transaction and by every write outside one, in the
+ *   same round trip). So read, check, then
+ *   write inside one transaction is safe from lost updates, and event ids
+ *   become visible in increasing order: a tailer that remembers the last id
+ *   it saw misses nothing.
+ * - A statement that fails inside a transaction poisons its level: every
+ *   further statement, begin or commit at that level fails, with the code of
+ *   the original failure (a lost connection still reads IOTP_ERR_BUSY),
+ *   until the caller rolls the level back. PostgreSQL aborts the
+ *   transaction; SQLite would carry on, so store.c refuses there too and
+ *   both behave the same.
+ *   Rolling back an inner level leaves the outer levels usable.
+ * - Errors: unique violation -> IOTP_ERR_EXISTS, foreign-key violation (insert
+ *   of a dangling reference or delete of a referenced row) ->
+ *   IOTP_ERR_CONFLICT, lock contention, serialization failure, deadlock or a
+ *   lost connection -> IOTP_ERR_BUSY (retry the whole transaction). A lost
+ *   connection is re-established on the next use; a transaction it held is
+ *   gone and every call in it fails with IOTP_ERR_BUSY until rolled back.
+ *   A commit whose reply was lost is resolved after reconnecting: OK if it
+ *   committed, IOTP_ERR_BUSY if it did not (safe to retry), IOTP_ERR_DB when
+ *   the server stays unreachable and the outcome is unknown. Never a silent
+ *   loss.
  */
 #ifndef IOTP_STORE_H
 #define IOTP_STORE_H
@@ -48,6 +78,9 @@ struct store_row {
 /* Row callback: return 0 to continue, nonzero to stop early (not an error). */
 typedef int (*store_row_fn)(void *ud, const struct store_row *row);
 
+/* Savepoint operations for nested transaction levels (level >= 1). */
+enum store_sp { STORE_SP_BEGIN, STORE_SP_RELEASE, STORE_SP_ROLLBACK };
+
 struct store_backend {
 	const char *name;        /* "sqlite", "postgresql" */
 	const char *serial_pk;   /* DDL for a monotonic integer primary key */
@@ -57,8 +90,7 @@ struct store_backend {
 	void (*close)(void *conn);
 	/* Runs one statement with `?` placeholders; calls fn for each row when
 	 * fn is not NULL; *changes (may be NULL) receives the affected row count.
-	 * Maps unique violations to IOTP_ERR_EXISTS, foreign-key violations to
-	 * IOTP_ERR_CONFLICT, lock contention to IOTP_ERR_BUSY. */
+	 * Maps errors as the contracts above say. */
 	iotp_rc (*exec)(void *conn, const char *sql, const struct store_val *params,
 	                int nparams, store_row_fn fn, void *ud, int64_t *changes,
 	                struct iotp_err *err);
@@ -66,17 +98,38 @@ struct store_backend {
 	iotp_rc (*begin)(void *conn, struct iotp_err *err);
 	iotp_rc (*commit)(void *conn, struct iotp_err *err);
 	iotp_rc (*rollback)(void *conn, struct iotp_err *err);
+	/* Optional (NULL: store.c runs SAVEPOINT spN / RELEASE / ROLLBACK TO
+	 * through exec). */
+	iotp_rc (*savepoint)(void *conn, enum store_sp op, int level, struct iotp_err *err);
+	/* Optional: takes (lock = 1) or releases (0) a lock across processes
+	 * held while migrating, so that daemons starting together migrate once.
+	 * NULL when begin already excludes other writers for the whole check. */
+	iotp_rc (*migrate_lock)(void *conn, int lock, struct iotp_err *err);
+	/* Optional: SQL that inserts one event (parameters ts, actor, action,
+	 * object, detail), returns its id in the first column and wakes
+	 * listeners when the transaction commits. NULL: a plain INSERT. */
+	const char *event_insert_sql;
+	/* Optional change notifications (NULL: none, tailers poll). listen
+	 * subscribes; fd returns the descriptor to poll for readability or -1;
+	 * drain consumes what arrived and returns how many wake-ups (a reconnect
+	 * counts as one, since notifications may have been missed). */
+	iotp_rc (*listen)(void *conn, struct iotp_err *err);
+	int (*notify_fd)(void *conn);
+	int (*notify_drain)(void *conn);
 };
 
 extern const struct store_backend store_backend_sqlite;
+extern const struct store_backend store_backend_pg;
 
 struct store;
 
 /* Opens url and brings the schema up to date. url is "sqlite:PATH", a plain
- * PATH (SQLite), or "postgresql://..." / "postgres://...". The caller frees
- * *out with store_close(). */
+ * PATH (SQLite), or a libpq URI "postgresql://..." / "postgres://..."
+ * (several processes opening one database at once migrate it once). The
+ * caller frees *out with store_close(). */
 iotp_rc store_open(const char *url, struct store **out, struct iotp_err *err);
-/* Closes the connection, rolling back an open transaction. NULL is a no-op. */
+/* Closes the connection, rolling back every open transaction level. NULL is
+ * a no-op. */
 void store_close(struct store *st);
 /* The backend's name: "sqlite" or "postgresql". */
 const char *store_backend_name(const struct store *st);
@@ -102,7 +155,9 @@ iotp_rc store_query_text(struct store *st, const char *sql,
 
 /* Transactions nest: the outermost begin starts a write transaction, inner
  * ones are savepoints. Every begin must be paired with exactly one commit or
- * rollback. A rollback of an inner level undoes only that level. */
+ * rollback. A rollback of an inner level undoes only that level. A commit
+ * that fails at the outermost level has rolled everything back (depth 0);
+ * at an inner level it leaves the level open for the caller to roll back. */
 iotp_rc store_begin(struct store *st, struct iotp_err *err);
 iotp_rc store_commit(struct store *st, struct iotp_err *err);
 /* Never fails in a way the caller can act on; errors are logged. */
@@ -131,11 +186,33 @@ struct store_event {
 typedef int (*store_event_fn)(void *ud, const struct store_event *ev);
 
 /* Calls fn for events with id > after_id, oldest first, at most limit of
- * them. Values are borrowed for the duration of the callback. */
+ * them. Values are borrowed for the duration of the callback. This is the
+ * change feed's source of truth; notifications below only say "look again". */
 iotp_rc store_events_since(struct store *st, int64_t after_id, int limit,
                            store_event_fn fn, void *ud, struct iotp_err *err);
 /* The newest event id, 0 when there is none. */
 iotp_rc store_events_last_id(struct store *st, int64_t *out, struct iotp_err *err);
+
+/* Change notifications, so that a tailer in another process wakes when an
+ * event commits instead of polling. store_events_listen subscribes this
+ * connection (PostgreSQL: LISTEN; the append's NOTIFY is part of its
+ * transaction, so a rolled-back append wakes nobody); on SQLite it succeeds
+ * and does nothing. A tailer loops:
+ *     store_events_since(after last) ...; store_events_wait(st, ms, &woken)
+ * or, with its own poll loop: store_events_since, then if
+ * store_events_drain() > 0 read again, else poll store_events_fd() (which
+ * may change after a reconnect: fetch it each time).
+ * store_events_fd: the descriptor to poll for readability, or -1 when the
+ * backend has no notifications (SQLite: poll the feed on a timer).
+ * store_events_drain: consumes pending notifications, returns how many
+ * wake-ups arrived (0: none); never blocks.
+ * store_events_wait: returns when a notification arrives (*woken = 1) or
+ * after timeout_ms (*woken = 0); on SQLite it sleeps timeout_ms. */
+iotp_rc store_events_listen(struct store *st, struct iotp_err *err);
+int store_events_fd(struct store *st);
+int store_events_drain(struct store *st);
+iotp_rc store_events_wait(struct store *st, int timeout_ms, int *woken,
+                          struct iotp_err *err);
 
 /* Key/value settings kept in the store (registration code, account id...).
  * store_meta_get: *out malloc'ed, IOTP_ERR_NOT_FOUND when unset. */

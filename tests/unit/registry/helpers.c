@@ -22,14 +22,13 @@ int fx_setup(void **state)
 	struct pki_ca root = {0};
 	EVP_PKEY *ikey = NULL;
 	X509 *icert = NULL;
-	char url[512];
-
 	assert_non_null(f);
 	snprintf(f->dir, sizeof(f->dir), "/tmp/iotp-registry-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	conf_init(&f->conf, f->dir);
-	snprintf(url, sizeof(url), "sqlite:%s/store.db", f->dir);
-	assert_int_equal(store_open(url, &st, &f->err), IOTP_OK);
+	if (test_store_new(&f->ts, &f->err) != IOTP_OK)
+		fail_msg("fresh store: %s", f->err.msg);
+	assert_int_equal(store_open(f->ts.url, &st, &f->err), IOTP_OK);
 	core_init_with_store(&f->core, &f->conf, st);
 
 	fx_make_root("Test Root CA", &root);
@@ -52,6 +51,7 @@ int fx_teardown(void **state)
 	struct dirent *e;
 
 	core_close(&f->core);
+	test_store_drop(&f->ts);
 	d = opendir(f->dir);
 	if (d != NULL) {
 		while ((e = readdir(d)) != NULL) {
@@ -101,12 +101,16 @@ char *fx_dump(struct fx *f)
 {
 	struct buf names, out;
 	char *list, *p, *nl;
+	int pg;
 
 	buf_init(&names, 0);
 	buf_init(&out, 0);
+	pg = strcmp(store_backend_name(f->core.store), "postgresql") == 0;
 	assert_int_equal(store_exec(f->core.store,
-	                            "SELECT name FROM sqlite_master WHERE type = 'table' "
-	                            "AND name NOT LIKE 'sqlite_%' ORDER BY name",
+	                            pg ? "SELECT table_name FROM information_schema.tables "
+	                                 "WHERE table_schema = current_schema() ORDER BY 1"
+	                               : "SELECT name FROM sqlite_master WHERE type = 'table' "
+	                                 "AND name NOT LIKE 'sqlite_%' ORDER BY name",
 	                            NULL, 0, name_row, &names, &f->err),
 	                 IOTP_OK);
 	list = buf_detach(&names, NULL);
@@ -115,7 +119,11 @@ char *fx_dump(struct fx *f)
 		char sql[256];
 
 		*nl = '\0';
-		snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY rowid", p);
+		/* PostgreSQL has no rowid: order by the whole row as text. */
+		if (pg)
+			snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY %s::text", p, p);
+		else
+			snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY rowid", p);
 		buf_printf(&out, "== %s\n", p);
 		assert_int_equal(store_exec(f->core.store, sql, NULL, 0, dump_row, &out, &f->err),
 		                 IOTP_OK);

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "../../common/test_store.h"
 #include "common/conf.h"
 #include "core/core.h"
 #include "core/registry.h"
@@ -21,6 +22,7 @@
 
 struct fx {
 	char dir[256];
+	struct test_store ts; /* the store: SQLite in a temp dir, or IOTP_STORE_URL's */
 	struct iotp_conf conf;
 	struct iotp_core core;
 	struct iotp_err err;
