@@ -11,7 +11,7 @@ BUILD     := build
 ASAN      := build-asan
 FUZZB     := build-fuzz
 
-.PHONY: all deps build run test test-fast test-pg test-asan fuzz bench bench-store clean
+.PHONY: all deps build run test test-load test-fast test-pg test-asan fuzz bench bench-store clean
 
 all: build
 
@@ -28,8 +28,14 @@ run: build
 
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE load
+	@$(MAKE) --no-print-directory test-load
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory fuzz
+
+# The load tests (label load: 10,000 simulated devices through the broker,
+# a few minutes), on the optimized build only.
+test-load: build
+	@cd $(BUILD) && ctest --output-on-failure -L load
 
 test-fast: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
@@ -54,7 +60,7 @@ fuzz: deps
 	@scripts/run-fuzz $(FUZZB) $(FUZZ_SECONDS)
 
 bench: build
-	@scripts/run-bench $(BUILD)
+	@scripts/bench-table $(BUILD)
 
 # The store benchmark on SQLite and on a private durable PostgreSQL cluster.
 bench-store: build

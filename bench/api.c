@@ -692,6 +692,11 @@ int main(int argc, char **argv)
 	printf("bound: GetHealth on the same server and connections (unauthenticated, one store "
 	       "query); sigv4_sign here, one thread: %.0f signatures/s\n",
 	       hmac);
+	for (int ph = 0; ph < PHASE_COUNT; ph++)
+		printf("RESULT name=api_%s value=%.0f unit=req/s bound=%.0f bound_name=\"GetHealth, same "
+		       "server and connections\" ratio=%.3f\n", phase_names[ph], res[ph].rate,
+		       res[PHASE_HEALTH].rate, res[PHASE_HEALTH].rate > 0 ? res[ph].rate /
+		       res[PHASE_HEALTH].rate : 0.0);
 
 	for (int i = 0; i < b.conns; i++)
 		free(ws[i].lat_us);

@@ -323,6 +323,11 @@ static void print_pair(const char *backend, const struct result *raw, const stru
 	printf("%-10s ratio  %12.2f %14.2f %10.2f %9.2f\n", backend, vt->tx_rows_s / raw->tx_rows_s,
 	       vt->commit_rows_s / raw->commit_rows_s, raw->p50_us / vt->p50_us,
 	       raw->p99_us / vt->p99_us);
+	printf("RESULT name=store_%s_insert_one_tx value=%.0f unit=rows/s bound=%.0f bound_name=\"raw "
+	       "%s API\" ratio=%.3f\n", backend, vt->tx_rows_s, raw->tx_rows_s, backend,
+	       vt->tx_rows_s / raw->tx_rows_s);
+	printf("RESULT name=store_%s_lookup_p50 value=%.1f unit=us bound=%.1f bound_name=\"raw %s "
+	       "API\" ratio=%.3f\n", backend, vt->p50_us, raw->p50_us, backend, raw->p50_us / vt->p50_us);
 }
 
 static void rm_sqlite(const char *dir, const char *name)

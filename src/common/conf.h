@@ -19,6 +19,7 @@
 #include "common/err.h"
 
 #define CONF_STR_MAX 1024
+#define CONF_FILE_MAX (256 * 1024) /* larger iotprov.conf files are refused */
 
 struct iotp_conf {
 	char data_dir[CONF_STR_MAX];
@@ -60,17 +61,29 @@ struct iotp_conf {
 	int64_t prov_claim_ttl;
 	int64_t prov_hook_timeout_ms;
 	char prov_import_dir[CONF_STR_MAX];
+	char prov_hook_secret_file[CONF_STR_MAX];
+	char prov_hook_ca_file[CONF_STR_MAX];
+
+	/* [est] */
+	char est_auth[64];
 };
 
 /* Fills every option with its default; data_dir as given (may be NULL for
  * "."). */
 void conf_init(struct iotp_conf *conf, const char *data_dir);
-/* Reads path over the current values. Unknown sections or keys, bad numbers
- * and out-of-range values are errors naming the line. */
+/* Reads path over the current values. Every error names the file and line
+ * ("PATH:LINE: [section] key: why"): unknown sections or keys, bad numbers,
+ * out-of-range or malformed values (listen addresses, key type, region...),
+ * a key set twice (libinih reads an indented line as the continuation of
+ * the value above), lines over 198 characters (libinih would cut them) and
+ * syntax errors. A missing or unreadable file is IOTP_ERR_IO; everything
+ * else IOTP_ERR_CONFIG. */
 iotp_rc conf_load(struct iotp_conf *conf, const char *path, struct iotp_err *err);
 /* As conf_load, from a string (for tests and fuzzing). */
 iotp_rc conf_load_string(struct iotp_conf *conf, const char *text, struct iotp_err *err);
-/* Cross-option checks (listen addresses parse, key type known...). */
+/* Checks every value again (for values set without conf_load, e.g. from
+ * the command line): listen addresses parse, key type known... The message
+ * names "[section] key". */
 iotp_rc conf_validate(const struct iotp_conf *conf, struct iotp_err *err);
 /* Nothing is heap-allocated today; kept so callers need not change later. */
 void conf_cleanup(struct iotp_conf *conf);
@@ -88,6 +101,12 @@ iotp_rc conf_parse_listen(const char *s, char *host, size_t hostsize, int *port,
 
 /* Appends the commented default iotprov.conf. */
 iotp_rc conf_format_defaults(struct buf *out);
+/* As conf_format_defaults, but every option whose value in conf differs
+ * from its default is written as an active "key = value" line (after a
+ * "# default: ..." comment), so that conf_load of the result gives conf
+ * back. Values longer than a line conf_load accepts make a file it refuses:
+ * callers writing a file check it with conf_load_string first. */
+iotp_rc conf_format(const struct iotp_conf *conf, struct buf *out);
 
 /* Iterates the option table: for docs checks. Returns NULL past the end. */
 struct conf_option_info {

@@ -7,14 +7,7 @@
 #define IOTP_ERR_H
 
 #include <stddef.h>
-#include "iotprov/rc.h"
-
-#define IOTP_ERR_MSG_MAX 512
-
-struct iotp_err {
-	iotp_rc rc;
-	char msg[IOTP_ERR_MSG_MAX];
-};
+#include "iotprov/err.h" /* struct iotp_err, IOTP_ERR_MSG_MAX, iotp_strerror */
 
 #if defined(__GNUC__)
 #define IOTP_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -33,8 +26,5 @@ iotp_rc iotp_err_ssl(struct iotp_err *err, iotp_rc rc, const char *fmt, ...)
 
 /* Resets err to IOTP_OK with an empty message. */
 void iotp_err_clear(struct iotp_err *err);
-
-/* Static English name of a code, e.g. "not found". Never NULL. */
-const char *iotp_strerror(iotp_rc rc);
 
 #endif

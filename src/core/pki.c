@@ -774,7 +774,21 @@ static iotp_rc check_opts(const struct pki_issue_opts *opts, struct iotp_err *er
 		return iotp_err_set(err, IOTP_ERR_INVALID,
 		                    "notBefore skew of %d s is out of range 0..%d",
 		                    opts->not_before_skew, MAX_SKEW);
+	if (opts->validity_seconds != 0) {
+		if (opts->validity_seconds < 0)
+			return iotp_err_set(err, IOTP_ERR_INVALID, "validity of %d s is negative",
+			                    opts->validity_seconds);
+		return IOTP_OK;
+	}
 	return check_days(opts->days, err);
+}
+
+/* notAfter of a leaf certificate issued at now. */
+static int64_t leaf_not_after(const struct pki_issue_opts *opts, int64_t now)
+{
+	if (opts->validity_seconds > 0)
+		return now + opts->validity_seconds;
+	return now + (int64_t)opts->days * 86400;
 }
 
 /* Copies a verified SubjectPublicKeyInfo (algorithm, parameters and key
@@ -845,7 +859,7 @@ iotp_rc pki_issue_spki(const struct pki_ca *ca, const X509_NAME *subject,
 		goto out;
 	}
 	if ((rc = cert_start(subject, ca->cert, now - opts->not_before_skew,
-	                     now + (int64_t)opts->days * 86400, &x, err)) != IOTP_OK ||
+	                     leaf_not_after(opts, now), &x, err)) != IOTP_OK ||
 	    (rc = copy_spki(x, alg, bits, nbits, err)) != IOTP_OK)
 		goto out;
 	X509_ALGOR_get0(&alg_obj, NULL, NULL, alg);
@@ -898,7 +912,7 @@ iotp_rc pki_cert_issue_for_key(const struct pki_ca *ca, EVP_PKEY *pub, const cha
 	    (rc = name_cn(cn, &subject, err)) != IOTP_OK)
 		goto out;
 	if ((rc = cert_start(subject, ca->cert, now - opts->not_before_skew,
-	                     now + (int64_t)opts->days * 86400, &x, err)) != IOTP_OK)
+	                     leaf_not_after(opts, now), &x, err)) != IOTP_OK)
 		goto out;
 	if (X509_set_pubkey(x, pub) != 1) {
 		rc = iotp_err_ssl(err, IOTP_ERR_CRYPTO, "set the public key");

@@ -85,6 +85,9 @@ struct pki_issue_opts {
 	int days;                /* validity; required, > 0 */
 	const char *subject_cn;  /* overrides the CSR subject with CN=this when set */
 	int not_before_skew;     /* seconds to backdate notBefore (clock skew), >= 0 */
+	int validity_seconds;    /* > 0: notAfter is now + this many seconds and days
+	                          * is ignored (short-lived claim certificates); 0:
+	                          * days applies */
 };
 /* Issues an end-entity certificate for the CSR's (already verified) public
  * key: v3, 16 random serial bytes (positive), subject from the CSR unless

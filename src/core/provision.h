@@ -157,6 +157,9 @@ struct prov_result {
 	char policy_name[REGISTRY_NAME_MAX + 1]; /* "" when none */
 	json_t *device_configuration;            /* owned object, never NULL on success */
 	int thing_created;                       /* 0: an existing thing was reused */
+	json_t *resource_arns;                   /* owned object, never NULL on success:
+	                                          * logical id -> ARN of each resource
+	                                          * (RegisterThing's resourceArns) */
 };
 void prov_result_cleanup(struct prov_result *r);
 
@@ -166,8 +169,31 @@ void prov_result_cleanup(struct prov_result *r);
  * by CSR: issued by the issuing CA), status, policy (create or reuse),
  * attach policy to certificate and certificate to thing. Any failure rolls
  * everything back: the store is byte-for-byte as before. Re-running with the
- * same inputs changes nothing and succeeds (idempotent). Nests inside a
- * caller's transaction (bulk tasks batch lines).
+ * same inputs changes nothing and succeeds (idempotent); the one exception
+ * is a template that issues a certificate from a CSR, which (as at AWS)
+ * issues a new certificate each time. Nests inside a caller's transaction
+ * (bulk tasks batch lines).
+ *
+ * Rules (docs/fleet-provisioning.md, "Applying a template"):
+ * - Pseudo parameters come from in->cert: the id (computed from x509 when
+ *   id is NULL) and the subject fields of x509, or of the stored
+ *   certificate when only the id is given.
+ * - Thing groups, thing types and policies named by PolicyName must exist;
+ *   a PolicyDocument policy is created when missing and reused (as it is)
+ *   when a policy of that name exists. BillingGroup is ignored (iotprov has
+ *   no billing groups).
+ * - Certificate status: a PENDING_ACTIVATION certificate always takes the
+ *   template's Status; an ACTIVE or INACTIVE one follows OverrideSettings
+ *   Status (DO_NOTHING by default); a REVOKED or PENDING_TRANSFER one
+ *   cannot be provisioned.
+ * Errors: template_evaluate()'s (INVALID for a missing or bad parameter,
+ * TOO_BIG, TEMPLATE); IOTP_ERR_TEMPLATE with "Resources.<id>: <reason>" for
+ * anything the registry refuses (missing type, group, policy or
+ * certificate, OverrideSettings FAIL, a limit...); CONFIG when a CSR must
+ * be signed by a core without its CA; DB, BUSY, NOMEM, CRYPTO.
+ * One event "provision.apply" (object "thing/<name>", else "cert/<id>",
+ * else "policy/<name>") joins the registry's own events when anything
+ * changed.
  */
 iotp_rc prov_apply(struct iotp_core *core, const char *actor, const struct prov_apply_in *in,
                    struct prov_result *out, struct iotp_err *err);
@@ -181,7 +207,9 @@ iotp_rc prov_register_thing_body(struct iotp_core *core, const char *actor, cons
 /* ------------------------------------------------------------------ */
 /* Fleet provisioning (the MQTT topics of COMPAT.md, transport-free)   */
 
-/* Who is asking: the claim certificate of the MQTT connection. */
+/* Who is asking: the claim certificate of the MQTT connection. It must be
+ * a known ACTIVE certificate (a trusted-user claim also unexpired), else
+ * IOTP_ERR_DENIED. */
 struct prov_claimant {
 	const char *cert_id;        /* the claim certificate's id */
 	const char *client_id;      /* MQTT client id (for the hook), may be NULL */
@@ -198,7 +226,9 @@ void prov_new_cert_cleanup(struct prov_new_cert *c);
 
 /* $aws/certificates/create: a new key pair (the conf key type) and a
  * certificate issued PENDING_ACTIVATION, plus an ownership token bound to
- * it (single use, PROV_TOKEN_TTL). */
+ * it (single use, [provisioning] token_ttl, default PROV_TOKEN_TTL). The
+ * token is 64 hex digits from 32 CSPRNG bytes; the store keeps only its
+ * SHA-256. Certificate and token land in one transaction. */
 iotp_rc prov_create_keys_and_certificate(struct iotp_core *core, const struct prov_claimant *who,
                                          struct prov_new_cert *out, struct iotp_err *err);
 /* $aws/certificates/create-from-csr: the same for a CSR (PEM, len bytes). */
@@ -210,12 +240,27 @@ iotp_rc prov_create_certificate_from_csr(struct iotp_core *core,
 /* The pre-provisioning hook, provided by the process (src/net/webhook.h).
  * call() POSTs body to url (the template's hook targetArn) signed as
  * docs/fleet-provisioning.md describes and returns the parsed answer object
- * (new reference) or an error; it must return within timeout_s. */
+ * (new reference) or an error; it must return within timeout_ms
+ * milliseconds ([provisioning] hook_timeout_ms). It runs on the caller's
+ * thread and must be callable from several threads at once. */
 struct prov_hook {
-	iotp_rc (*call)(void *ctx, const char *url, const char *body, int timeout_s,
+	iotp_rc (*call)(void *ctx, const char *url, const char *body, int timeout_ms,
 	                json_t **answer, struct iotp_err *err);
 	void *ctx;
 };
+
+/* Interprets a hook's answer: IOTP_OK only when answer is an object whose
+ * allowProvisioning is JSON true and whose parameterOverrides (optional)
+ * is an object of strings; *merged (new reference) is then params (NULL:
+ * none) with the overrides applied. Anything else is IOTP_ERR_DENIED
+ * (fail closed) naming the reason. Pure; thread-safe. */
+iotp_rc prov_hook_answer(const json_t *answer, const json_t *params, json_t **merged,
+                         struct iotp_err *err);
+
+/* 1 when url is acceptable as a hook targetArn: https://HOST[...], or
+ * http:// to a loopback host (127.0.0.1, [::1], localhost) for tests and
+ * local sidecars; at most 2048 characters. */
+int prov_hook_url_ok(const char *url);
 
 /* $aws/provisioning-templates/<name>/provision: verifies and consumes the
  * token (exactly once, also under concurrency), checks the template is
@@ -223,22 +268,33 @@ struct prov_hook {
  * used only for its own template, runs the hook when the template has one
  * (hook may be NULL only when no template has a hook: else DENIED), applies
  * the template with the token's certificate, and returns thingName and
- * deviceConfiguration. */
+ * deviceConfiguration.
+ * The token is consumed in the transaction that applies the template, so
+ * any failure leaves it usable; the hook runs before that transaction
+ * (no store lock is held while it runs). Errors: NOT_FOUND (template),
+ * INVALID (parameters, a JITP template), TOKEN, DENIED (claimant,
+ * disabled template, claim of another template, the hook), and
+ * prov_apply()'s. */
 iotp_rc prov_register_thing(struct iotp_core *core, const struct prov_claimant *who,
                             const char *template_name, const char *token,
                             const json_t *parameters, const struct prov_hook *hook,
                             struct prov_result *out, struct iotp_err *err);
 
 /* The MQTT rejected reply for a failure: statusCode, errorCode (stable
- * names documented in docs/fleet-provisioning.md, e.g. 400
- * "InvalidCertificateOwnershipToken", 404 "ResourceNotFound", 403
- * "AccessDenied", 400 "InvalidParameters", 500 "InternalError"). Static
- * strings. */
+ * names documented in docs/fleet-provisioning.md): TOKEN 400
+ * "InvalidCertificateOwnershipToken"; INVALID, TOO_BIG 400
+ * "InvalidParameters"; CERT 400 "InvalidCertificateSigningRequest";
+ * TEMPLATE 400 "ResourceRegistrationFailure"; DENIED, AUTH 403
+ * "AccessDenied"; NOT_FOUND 404 "ResourceNotFound"; THROTTLED 429
+ * "Throttled"; BUSY, TIMEOUT 503 "ServiceUnavailable"; anything else 500
+ * "InternalError". Static strings. */
 void prov_error_shape(iotp_rc rc, int *status, const char **code);
 
 /* Deletes certificates still PENDING_ACTIVATION whose token expired unused
- * (and their tokens); returns how many in *deleted. Run periodically by
- * iotprovd. */
+ * (and their tokens), and trusted-user claim certificates past their
+ * expiration; returns how many certificates in *deleted. Drops expired
+ * tokens. Works in batches, each in its own transaction. Run periodically
+ * by iotprovd (src/server/sweep.c). */
 iotp_rc prov_sweep_expired(struct iotp_core *core, int64_t now, int *deleted,
                            struct iotp_err *err);
 

@@ -11,5 +11,9 @@ const struct route_table *const api_tables[] = {
 	&api_cert_routes,
 	&api_ca_routes,
 	&api_audit_routes,
+	&api_task_routes,
+	&api_authlist_routes,
+	&api_est_routes,
+	&api_prov_routes,
 };
 const size_t api_table_count = sizeof(api_tables) / sizeof(api_tables[0]);

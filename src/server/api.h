@@ -26,6 +26,14 @@ extern const struct route_table api_cert_routes;
 extern const struct route_table api_ca_routes;
 /* The iotprov audit log, GET /iotprov/audit (api_audit.c). */
 extern const struct route_table api_audit_routes;
+/* Thing registration tasks and input uploads (api_tasks.c, api_tasks.h). */
+extern const struct route_table api_task_routes;
+/* Authorized key lists and POST /provisioning/csr (api_authlist.c). */
+extern const struct route_table api_authlist_routes;
+/* EST under /.well-known/est/ (est.c, est.h). */
+extern const struct route_table api_est_routes;
+/* Provisioning templates, RegisterThing, CreateProvisioningClaim (api_prov.c). */
+extern const struct route_table api_prov_routes;
 
 /* Every table the server serves, in api.c. */
 extern const struct route_table *const api_tables[];

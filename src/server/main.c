@@ -31,7 +31,9 @@
 #include "common/util.h"
 #include "core/accesskey.h"
 #include "core/core.h"
+#include "server/api_tasks.h"
 #include "server/http.h"
+#include "server/sweep.h"
 
 static void usage(FILE *f)
 {
@@ -141,6 +143,8 @@ int main(int argc, char **argv)
 	struct iotp_core core;
 	struct event_base *base = NULL;
 	struct http_server *srv = NULL;
+	struct sweep *sweep = NULL;
+	struct tasks_runner *tasks = NULL;
 	struct iotp_err err;
 	enum iotp_log_level level;
 	struct sigaction sa;
@@ -226,7 +230,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (http_server_new(base, conf, conf_file, &core, &srv, &err) != IOTP_OK ||
-	    http_server_handle_signals(srv, &err) != IOTP_OK) {
+	    http_server_handle_signals(srv, &err) != IOTP_OK ||
+	    sweep_start(base, &core, SWEEP_INTERVAL, &sweep, &err) != IOTP_OK ||
+	    tasks_runner_start(conf, &tasks, &err) != IOTP_OK) {
 		fprintf(stderr, "iotprovd: %s\n", err.msg);
 		goto out;
 	}
@@ -241,6 +247,8 @@ int main(int argc, char **argv)
 	LOG_INFO("iotprovd: stopped");
 	status = 0;
 out:
+	tasks_runner_stop(tasks);
+	sweep_free(sweep);
 	http_server_free(srv);
 	if (base != NULL)
 		event_base_free(base);

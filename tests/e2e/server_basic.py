@@ -101,7 +101,7 @@ def make_data_dir(d):
 
 
 def expected_endpoint(conf_path):
-    cp = configparser.ConfigParser(inline_comment_prefixes=None)
+    cp = configparser.ConfigParser(inline_comment_prefixes=None, strict=False)
     cp.read(conf_path)
     ep = cp.get("mqtt", "endpoint", fallback="")
     if ep:

@@ -177,8 +177,96 @@ static const char migration_2[] =
 	"CREATE INDEX cas_subject ON cas(subject);\n"
 	"CREATE INDEX cas_created ON cas(created, id)";
 
+/* Fleet provisioning: certificate ownership tokens. Only the SHA-256 of a
+ * token is kept (token_hash, lowercase hex), so a copy of the store cannot
+ * claim a certificate. cert_id is the certificate the token was issued
+ * with, claim_cert_id the claim certificate that asked for it and
+ * claim_template the template a trusted-user claim is limited to (NULL for
+ * an ordinary claim). A token is consumed by setting used = 1 in the
+ * transaction that provisions the certificate. No foreign key to
+ * certificates: deleting a certificate must not depend on its tokens. The
+ * (purpose, not_after) index serves the sweep of expired claim certificates. */
+static const char migration_3[] =
+	"CREATE TABLE prov_tokens (\n"
+	"  token_hash TEXT PRIMARY KEY,\n"
+	"  cert_id TEXT NOT NULL,\n"
+	"  claim_cert_id TEXT NOT NULL,\n"
+	"  claim_template TEXT,\n"
+	"  used INTEGER NOT NULL DEFAULT 0,\n"
+	"  expires INTEGER NOT NULL,\n"
+	"  created INTEGER NOT NULL\n"
+	");\n"
+	"CREATE INDEX prov_tokens_cert ON prov_tokens(cert_id);\n"
+	"CREATE INDEX prov_tokens_expires ON prov_tokens(expires);\n"
+	"CREATE INDEX certificates_purpose ON certificates(purpose, not_after)";
+
+/* Bulk registration tasks (StartThingRegistrationTask), their per-line
+ * reports, authorized public-key lists and certificates waiting to retire
+ * after an EST re-enrolment (migration 4, bulk.h and authlist.h).
+ * bulk_tasks.cursor_offset/cursor_line say how much of the input file has
+ * been applied; they move in the same transaction as the lines they cover,
+ * so a task resumes exactly where it stopped. */
+static const char migration_4[] =
+	"CREATE TABLE bulk_tasks (\n"
+	"  id TEXT PRIMARY KEY,\n"
+	"  status TEXT NOT NULL,\n"
+	"  template_body TEXT NOT NULL,\n"
+	"  input_bucket TEXT NOT NULL,\n"
+	"  input_key TEXT NOT NULL,\n"
+	"  input_format TEXT NOT NULL DEFAULT 'jsonl',\n"
+	"  role_arn TEXT,\n"
+	"  actor TEXT NOT NULL,\n"
+	"  message TEXT,\n"
+	"  input_size INTEGER NOT NULL DEFAULT 0,\n"
+	"  cursor_offset INTEGER NOT NULL DEFAULT 0,\n"
+	"  cursor_line INTEGER NOT NULL DEFAULT 0,\n"
+	"  success_count INTEGER NOT NULL DEFAULT 0,\n"
+	"  failure_count INTEGER NOT NULL DEFAULT 0,\n"
+	"  created INTEGER NOT NULL,\n"
+	"  updated INTEGER NOT NULL\n"
+	");\n"
+	"CREATE INDEX bulk_tasks_status ON bulk_tasks(status, created, id);\n"
+	"CREATE INDEX bulk_tasks_created ON bulk_tasks(created, id);\n"
+	/* kind: RESULTS | ERRORS; body: one JSON object (a report line). */
+	"CREATE TABLE bulk_reports (\n"
+	"  task_id TEXT NOT NULL REFERENCES bulk_tasks(id),\n"
+	"  kind TEXT NOT NULL,\n"
+	"  line INTEGER NOT NULL,\n"
+	"  body TEXT NOT NULL,\n"
+	"  PRIMARY KEY (task_id, kind, line)\n"
+	");\n"
+	"CREATE TABLE authlists (\n"
+	"  name TEXT PRIMARY KEY,\n"
+	"  template_name TEXT NOT NULL,\n"
+	"  description TEXT,\n"
+	"  created INTEGER NOT NULL,\n"
+	"  updated INTEGER NOT NULL\n"
+	");\n"
+	/* fingerprint: lowercase hex SHA-256 of the DER SubjectPublicKeyInfo;
+	 * consumed: epoch seconds of the one enrolment it allowed, NULL while
+	 * unused; cert_id: the certificate issued then. */
+	"CREATE TABLE authlist_keys (\n"
+	"  fingerprint TEXT PRIMARY KEY,\n"
+	"  list_name TEXT NOT NULL REFERENCES authlists(name),\n"
+	"  device_id TEXT NOT NULL,\n"
+	"  attributes TEXT NOT NULL DEFAULT '{}',\n"
+	"  consumed INTEGER,\n"
+	"  cert_id TEXT,\n"
+	"  created INTEGER NOT NULL\n"
+	");\n"
+	"CREATE INDEX authlist_keys_list ON authlist_keys(list_name, device_id);\n"
+	/* EST re-enrolment: old_cert_id goes INACTIVE once new_cert_id is
+	 * first used. */
+	"CREATE TABLE cert_retirements (\n"
+	"  new_cert_id TEXT PRIMARY KEY,\n"
+	"  old_cert_id TEXT NOT NULL,\n"
+	"  created INTEGER NOT NULL\n"
+	")";
+
 const char *const store_migrations[] = {
 	migration_1,
 	migration_2,
+	migration_3,
+	migration_4,
 };
 const int store_migration_count = (int)(sizeof(store_migrations) / sizeof(store_migrations[0]));

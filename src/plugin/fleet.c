@@ -1,0 +1,178 @@
+/*
+ * Fleet provisioning over MQTT (MOSQ_EVT_MESSAGE). On the broker thread a
+ * request is recognised by its topic, decoded (fleet_payload.c) and queued
+ * as a job together with who asked (client id, connection serial and the
+ * claim certificate the connection authenticated with). A worker runs the
+ * provisioning engine (prov_*) with its own core and formats the reply in
+ * the request's encoding; the broker thread publishes it on the next tick
+ * to that client only (mosquitto_broker_publish with the client id), and
+ * only if the same connection is still there. A malformed request is
+ * answered at once from the broker thread without touching the store.
+ *
+ * The request itself reaches no subscriber: it can carry an ownership token,
+ * which is as good as a credential until it is used, so acl.c refuses every
+ * delivery (iot:Receive) on a request topic. The MESSAGE callback still
+ * lets the publish through, so that the device gets a plain PUBACK.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <openssl/crypto.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "core/provision.h"
+#include "plugin/plugin.h"
+
+/* Builds the reply result for topic t (accepted when ok). Takes obj. */
+static struct result *reply_new(const struct fleet_topic *t, int ok, json_t *obj,
+                                const char *client_id, uint64_t serial)
+{
+	struct result *r = NULL;
+	struct iotp_err err;
+	char topic[sizeof(t->base) + 16];
+
+	if (obj == NULL)
+		goto fail;
+	snprintf(topic, sizeof(topic), "%s/%s", t->base, ok ? "accepted" : "rejected");
+	if ((r = calloc(1, sizeof(*r))) == NULL || (r->topic = strdup(topic)) == NULL ||
+	    (r->client_id = strdup(client_id)) == NULL)
+		goto fail;
+	if (fleet_encode(t->fmt, obj, &r->payload, &r->len, &err) != IOTP_OK) {
+		LOG_ERROR("broker: reply on %s not encoded: %s", topic, err.msg);
+		goto fail;
+	}
+	r->kind = RESULT_PUBLISH;
+	r->conn_serial = serial;
+	json_decref(obj);
+	return r;
+fail:
+	json_decref(obj);
+	result_free(r);
+	return NULL;
+}
+
+/* The rejected reply for a failure of the engine or of decoding. Client
+ * errors carry the engine's message; internal ones a generic text (the
+ * detail goes to the log only). */
+static json_t *rejected_for(iotp_rc rc, const char *msg)
+{
+	const char *code = "InternalError";
+	int status = 500;
+
+	prov_error_shape(rc, &status, &code); /* decoding errors map as the engine's do */
+	return fleet_rejected(status, code, status < 500 ? msg : "Internal error");
+}
+
+static void publish_now(struct result *r)
+{
+	if (r == NULL)
+		return;
+	mosquitto_broker_publish_copy(r->client_id, r->topic, (int)r->len, r->payload, 0, false,
+	                              NULL);
+	result_free(r);
+}
+
+int fleet_on_message(struct plugin *pl, struct mosquitto *client, const char *topic,
+                     const void *payload, uint32_t len)
+{
+	struct fleet_topic t;
+	struct conn *c;
+	struct job *j = NULL;
+	struct iotp_err err;
+	iotp_rc rc;
+
+	if (!fleet_topic_parse(topic, &t))
+		return MOSQ_ERR_SUCCESS; /* an ordinary message */
+	if ((c = conn_map_find(&pl->conns, client)) == NULL)
+		return MOSQ_ERR_SUCCESS; /* not ours: no reply, and acl.c stops delivery */
+	if ((j = calloc(1, sizeof(*j))) == NULL || (j->client_id = strdup(c->client_id)) == NULL) {
+		LOG_ERROR("broker: %s from %s dropped: out of memory", topic, c->client_id);
+		job_free(j);
+		return MOSQ_ERR_SUCCESS;
+	}
+	j->kind = JOB_FLEET;
+	j->conn_serial = c->serial;
+	j->topic = t;
+	j->t_start_ms = util_mono_ms();
+	util_strlcpy(j->cert_id, c->cert_id, sizeof(j->cert_id));
+	rc = fleet_request_decode(&t, payload, len, &j->req, &err);
+	if (rc != IOTP_OK) {
+		LOG_INFO("broker: client %s: malformed request on %s: %s", c->client_id, topic,
+		         err.msg);
+		publish_now(reply_new(&t, 0, rejected_for(rc, err.msg), c->client_id, c->serial));
+		job_free(j);
+		return MOSQ_ERR_SUCCESS;
+	}
+	if (work_submit(&pl->work, j) != IOTP_OK) {
+		LOG_WARN("broker: client %s: %s refused, provisioning queue full", c->client_id,
+		         topic);
+		publish_now(reply_new(&t, 0, rejected_for(IOTP_ERR_THROTTLED, "Too many requests"),
+		                      c->client_id, c->serial));
+		job_free(j);
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+struct result *fleet_run(struct plugin *pl, struct iotp_core *core, struct job *j)
+{
+	struct prov_claimant who = {.cert_id = j->cert_id, .client_id = j->client_id};
+	struct prov_new_cert nc = {0};
+	struct prov_result res = {0};
+	struct iotp_err err;
+	struct result *r;
+	json_t *obj = NULL;
+	iotp_rc rc;
+	int ok = 0;
+
+	iotp_err_clear(&err);
+	if (core == NULL) {
+		rc = iotp_err_set(&err, IOTP_ERR_DB, "the store is not available");
+		goto out;
+	}
+	switch (j->topic.op) {
+	case FLEET_CREATE:
+		rc = prov_create_keys_and_certificate(core, &who, &nc, &err);
+		if (rc == IOTP_OK)
+			obj = json_pack("{s:s, s:s, s:s, s:s}", "certificateId", nc.cert_id,
+			                "certificatePem", nc.cert_pem, "privateKey", nc.private_key_pem,
+			                "certificateOwnershipToken", nc.token);
+		break;
+	case FLEET_CREATE_CSR:
+		rc = prov_create_certificate_from_csr(core, &who, j->req.csr, strlen(j->req.csr), &nc,
+		                                      &err);
+		if (rc == IOTP_OK)
+			obj = json_pack("{s:s, s:s, s:s}", "certificateId", nc.cert_id, "certificatePem",
+			                nc.cert_pem, "certificateOwnershipToken", nc.token);
+		break;
+	case FLEET_PROVISION:
+		rc = prov_register_thing(core, &who, j->topic.template_name, j->req.token,
+		                         j->req.parameters, pl->hook, &res, &err);
+		if (rc == IOTP_OK)
+			obj = json_pack("{s:O, s:s}", "deviceConfiguration", res.device_configuration,
+			                "thingName", res.thing_name);
+		break;
+	default:
+		rc = iotp_err_set(&err, IOTP_ERR_INTERNAL, "unknown request");
+	}
+	if (rc == IOTP_OK && obj == NULL)
+		rc = iotp_err_set(&err, IOTP_ERR_NOMEM, "out of memory building the reply");
+	ok = rc == IOTP_OK;
+out:
+	if (ok) {
+		LOG_INFO("broker: client %s: %s accepted in %lld ms%s%s", j->client_id, j->topic.base,
+		         (long long)(util_mono_ms() - j->t_start_ms),
+		         res.thing_name[0] != '\0' ? ", thing " : "", res.thing_name);
+	} else {
+		LOG_INFO("broker: client %s: %s rejected: %s", j->client_id, j->topic.base, err.msg);
+		obj = rejected_for(rc, err.msg);
+	}
+	r = reply_new(&j->topic, ok, obj, j->client_id, j->conn_serial);
+	if (r != NULL)
+		r->t_start_ms = j->t_start_ms;
+	prov_new_cert_cleanup(&nc);
+	prov_result_cleanup(&res);
+	return r;
+}
