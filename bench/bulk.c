@@ -24,6 +24,9 @@
  * Usage: bench_bulk [--lines N (1000000)] [--batch B (500)]
  *                   [--format jsonl|certs-pem] [--bound-seconds S (1)]
  *                   [--keep DIR: keep the data dir there]
+ *                   [--store sqlite|postgresql://...: the store (default a SQLite
+ *                    file in the data dir; PostgreSQL: a scratch schema of that
+ *                    database, bench/scratch_store.h)]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -44,6 +47,8 @@
 #include "core/core.h"
 #include "core/pki.h"
 #include "core/registry.h"
+
+#include "scratch_store.h"
 
 #define ACTOR "key:AKIABENCHBULK"
 
@@ -222,12 +227,13 @@ int main(int argc, char **argv)
 		{"format", required_argument, NULL, 'f'},
 		{"bound-seconds", required_argument, NULL, 's'},
 		{"keep", required_argument, NULL, 'k'},
+		{"store", required_argument, NULL, 'S'},
 		{NULL, 0, NULL, 0},
 	};
 	long lines = 1000000, batch = BULK_BATCH_DEFAULT;
 	double bound_s = 1.0, v_before, v_after, t0, t1, gen_s, run_s, c0, run_cpu;
-	const char *format = "jsonl", *keep = NULL;
-	char dir[1024], path[1200], url[1200], cmd[1300], id[BULK_TASK_ID_MAX + 1];
+	const char *format = "jsonl", *keep = NULL, *pg = NULL;
+	char dir[1024], path[1200], url[2048], cmd[1300], id[BULK_TASK_ID_MAX + 1], schema[64] = "";
 	struct iotp_conf conf;
 	struct iotp_core core;
 	struct store *st = NULL;
@@ -246,9 +252,17 @@ int main(int argc, char **argv)
 		case 'f': format = optarg; break;
 		case 's': bound_s = strtod(optarg, NULL); break;
 		case 'k': keep = optarg; break;
+		case 'S':
+			if (strcmp(optarg, "sqlite") != 0 && !scratch_is_pg(optarg)) {
+				fprintf(stderr, "bench_bulk: --store sqlite|postgresql://...\n");
+				return 2;
+			}
+			pg = scratch_is_pg(optarg) ? optarg : NULL;
+			break;
 		default:
 			fprintf(stderr, "usage: bench_bulk [--lines N] [--batch B] "
-			                "[--format jsonl|certs-pem] [--bound-seconds S] [--keep DIR]\n");
+			                "[--format jsonl|certs-pem] [--bound-seconds S] [--keep DIR] "
+			                "[--store sqlite|postgresql://...]\n");
 			return 2;
 		}
 	}
@@ -268,8 +282,13 @@ int main(int argc, char **argv)
 			die("mkdtemp", NULL);
 	}
 	conf_init(&conf, dir);
-	snprintf(url, sizeof(url), "sqlite:%s/bench.db", dir);
-	unlink(url + 7);
+	if (pg == NULL) {
+		snprintf(url, sizeof(url), "sqlite:%s/bench.db", dir);
+		unlink(url + 7);
+	} else if (scratch_create(pg, "bench_bulk", 0, url, sizeof(url), schema, sizeof(schema)) !=
+	           0) {
+		die("--store: cannot create a scratch schema", NULL);
+	}
 	if (store_open(url, &st, &err) != IOTP_OK)
 		die("store", &err);
 	core_init_with_store(&core, &conf, st);
@@ -300,8 +319,8 @@ int main(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/import/bench", dir);
 	mkdir(path, 0700);
 	snprintf(path, sizeof(path), "%s/import/bench/devices.%s", dir, jsonl ? "jsonl" : "pem");
-	printf("bench_bulk: %ld lines, format %s, batch %ld, data dir %s\n", lines, format, batch,
-	       dir);
+	printf("bench_bulk: %ld lines, format %s, batch %ld, data dir %s, store %s\n", lines, format,
+	       batch, dir, store_backend_name(st));
 	fflush(stdout);
 	t0 = now_s();
 	make_input(dir, path, lines, &vendor, jsonl);
@@ -382,6 +401,8 @@ int main(int argc, char **argv)
 	}
 	bulk_task_cleanup(&task);
 	core_close(&core);
+	if (pg != NULL)
+		scratch_drop(pg, schema);
 	pki_ca_cleanup(&vendor);
 	free(vendor_pem);
 	if (keep == NULL) {

@@ -22,8 +22,10 @@
  * the DER decode (where OpenSSL 3.0 decodes the public key through its
  * generic decoder) and the signature verification.
  *
- * Usage: bench_issue [--count N] [--batch B] [--bound-seconds S]
- * (defaults 10000, 100, 2: about 20 s on a 2-vCPU machine)
+ * Usage: bench_issue [--count N] [--batch B] [--bound-seconds S] [--store URL]
+ * (defaults 10000, 100, 2: about 20 s on a 2-vCPU machine). --store
+ * postgresql://... puts each path's store in a scratch schema of that
+ * database instead of a temporary SQLite file (bench/scratch_store.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,8 @@
 #include "core/pki.h"
 #include "core/registry.h"
 #include "core/store/store.h"
+
+#include "scratch_store.h"
 
 #define DIAG_MAX 2000
 #define CHUNK 500
@@ -119,7 +123,8 @@ static void bound_slice(EVP_PKEY *key, double seconds, long *pairs, uint64_t *ns
 	*ns += now - start;
 }
 
-static void parse_args(int argc, char **argv, int *count, int *batch, double *bound_s)
+static void parse_args(int argc, char **argv, int *count, int *batch, double *bound_s,
+                       const char **store)
 {
 	for (int i = 1; i < argc; i++) {
 		int64_t v;
@@ -136,9 +141,13 @@ static void parse_args(int argc, char **argv, int *count, int *batch, double *bo
 		           util_parse_int64(argv[i + 1], 1, 600, &v) == IOTP_OK) {
 			*bound_s = (double)v;
 			i++;
+		} else if (i + 1 < argc && strcmp(argv[i], "--store") == 0 &&
+		           (strcmp(argv[i + 1], "sqlite") == 0 || scratch_is_pg(argv[i + 1]))) {
+			*store = scratch_is_pg(argv[i + 1]) ? argv[i + 1] : NULL;
+			i++;
 		} else {
 			fprintf(stderr, "usage: bench_issue [--count N] [--batch B] "
-			                "[--bound-seconds S]\n");
+			                "[--bound-seconds S] [--store sqlite|postgresql://...]\n");
 			exit(2);
 		}
 	}
@@ -287,17 +296,23 @@ static void report(const struct run *r, double bound)
 			       (double)r->stage_ns[s] / r->count / 1e3);
 }
 
-/* A fresh SQLite store in dir holding the issuing CA's row; *ca_id gets its
- * id. Each path gets its own, so both insert into tables of the same size. */
-static struct store *open_store(const char *dir, int k, const struct pki_ca *ca,
-                                char ca_id[PKI_CERT_ID_LEN + 1])
+/* A fresh store holding the issuing CA's row: a SQLite file in dir, or a
+ * scratch schema (its name in schema) of the PostgreSQL database pg when
+ * not NULL; *ca_id gets the CA's id. Each path gets its own, so both insert
+ * into tables of the same size. */
+static struct store *open_store(const char *dir, const char *pg, int k, const struct pki_ca *ca,
+                                char ca_id[PKI_CERT_ID_LEN + 1], char schema[64])
 {
-	char url[256], *pem = NULL, *subject = NULL;
+	char url[2048], *pem = NULL, *subject = NULL;
 	int64_t nb = 0, na = 0, now = util_now();
 	struct iotp_err err;
 	struct store *st = NULL;
 
-	snprintf(url, sizeof(url), "sqlite:%s/bench-%d.db", dir, k);
+	schema[0] = '\0';
+	if (pg == NULL)
+		snprintf(url, sizeof(url), "sqlite:%s/bench-%d.db", dir, k);
+	else if (scratch_create(pg, "bench_issue", k, url, sizeof(url), schema, 64) != 0)
+		die("--store: cannot create a scratch schema", NULL);
 	if (store_open(url, &st, &err) != IOTP_OK)
 		die("store_open", &err);
 	if (pki_cert_id(ca->cert, ca_id, &err) != IOTP_OK ||
@@ -335,6 +350,8 @@ int main(int argc, char **argv)
 {
 	int count = 10000, batch = 100;
 	double bound_s = 2.0, bound;
+	const char *pg = NULL;
+	char schemas[PATH_N][64];
 	long bound_pairs = 0;
 	uint64_t bound_ns = 0;
 	struct pki_ca root = {0}, ca = {0};
@@ -346,7 +363,7 @@ int main(int argc, char **argv)
 	char tmpl[] = "/tmp/bench-issue-XXXXXX", ca_id[PKI_CERT_ID_LEN + 1];
 	char **csrs;
 
-	parse_args(argc, argv, &count, &batch, &bound_s);
+	parse_args(argc, argv, &count, &batch, &bound_s, &pg);
 	iotp_log_set_level(IOTP_LOG_WARN);
 
 	/* Untimed set-up. */
@@ -359,7 +376,7 @@ int main(int argc, char **argv)
 	if (mkdtemp(tmpl) == NULL)
 		die("mkdtemp", NULL);
 	for (int k = 0; k < PATH_N; k++)
-		st[k] = open_store(tmpl, k, &ca, ca_id);
+		st[k] = open_store(tmpl, pg, k, &ca, ca_id, schemas[k]);
 	/* The registry path's core: that store and the issuing CA (its own
 	 * references: core_close releases them). */
 	conf_init(&conf, tmpl);
@@ -413,10 +430,11 @@ int main(int argc, char **argv)
 	}
 	bound = (double)bound_pairs / secs(bound_ns);
 
-	printf("%d P-256 CSRs per path, each path into its own store (SQLite WAL, "
-	       "synchronous=NORMAL; the PKI paths commit every %d rows); paths and bound "
-	       "interleaved in chunks of %d (bound: %ld pairs in %.1f s)\n",
-	       count, batch, CHUNK, bound_pairs, secs(bound_ns));
+	printf("%d P-256 CSRs per path, each path into its own store (%s; the PKI paths "
+	       "commit every %d rows); paths and bound interleaved in chunks of %d (bound: %ld "
+	       "pairs in %.1f s)\n",
+	       count, pg != NULL ? "PostgreSQL" : "SQLite WAL, synchronous=NORMAL", batch, CHUNK,
+	       bound_pairs, secs(bound_ns));
 	report(&runs[PATH_REGISTRY], bound);
 	report(&runs[PATH_TWO_CALLS], bound);
 	report(&runs[PATH_ONE_CALL], bound);
@@ -454,6 +472,8 @@ int main(int argc, char **argv)
 		if (k != PATH_REGISTRY)
 			store_close(st[k]);
 		remove_store(tmpl, k);
+		if (pg != NULL)
+			scratch_drop(pg, schemas[k]);
 	}
 	rmdir(tmpl);
 	pki_ca_cleanup(&ca);

@@ -21,18 +21,24 @@
  *             what the crypto allows at best;
  *   serial    1 / (1/raw + 1/issuance): both costs paid one after the
  *             other, the bound for an application that does both.
+ * Each figure is also given per CPU second of the processes doing the work
+ * (getrusage), which the other load of a shared machine does not change;
+ * the wall-clock rates time the application loop alone.
  * With several processes SQLite still has one writer at a time, so the SQL
  * part serialises while the crypto part spreads over the cores (OpenSSL 3
  * threads scale badly: processes, not threads, per PERF-NOTES.md).
  *
  * Usage: bench_register [--things N] [--count M] [--procs P] [--dir DIR]
+ *                       [--store sqlite|postgresql://...]
  * (defaults 1000000, 2000 per process, 2; DIR: a new directory under /tmp,
- * removed at the end unless given)
+ * removed at the end unless given; --store postgresql://... puts the store
+ * in a scratch schema of that database, bench/scratch_store.h)
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,6 +52,8 @@
 #include "core/provision.h"
 #include "core/registry.h"
 #include "core/store/store.h"
+
+#include "scratch_store.h"
 
 #define FILL_ROWS 200      /* rows per INSERT statement while filling */
 #define PROCS_MAX 16
@@ -82,6 +90,17 @@ static void die(const char *what, const struct iotp_err *err)
 static double now_s(void)
 {
 	return (double)util_mono_ns() / 1e9;
+}
+
+/* CPU seconds (user + system) of this process or of its waited-for
+ * children: figures the other load of a shared machine does not change. */
+static double cpu_s(int who)
+{
+	struct rusage ru;
+
+	getrusage(who, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static void open_core(struct bench *b, struct iotp_core *core)
@@ -167,9 +186,10 @@ static void prepare(struct bench *b, long things)
 	}
 	/* A cache that holds the random-UUID index keeps the fill from
 	 * re-reading pages (this connection only; the timed ones keep the
-	 * store's defaults). */
-	if (store_exec(core.store, "PRAGMA cache_size = -262144", NULL, 0, NULL, NULL, &err) !=
-	    IOTP_OK)
+	 * store's defaults). SQLite only: PostgreSQL's is the server's. */
+	if (strncmp(b->url, "sqlite:", 7) == 0 &&
+	    store_exec(core.store, "PRAGMA cache_size = -262144", NULL, 0, NULL, NULL, &err) !=
+	        IOTP_OK)
 		die("fill: cache size", &err);
 	t0 = now_s();
 	if (store_begin(core.store, &err) != IOTP_OK)
@@ -245,12 +265,13 @@ static int64_t total_rows(struct iotp_core *core)
 enum work { WORK_APPLY, WORK_RAW, WORK_ISSUE };
 
 /* One worker's share: count operations of the kind, names prefixed by id. */
-static void work(struct bench *b, enum work kind, int id, int measure_rows)
+static double work(struct bench *b, enum work kind, int id, int measure_rows, double *cpu)
 {
 	struct iotp_core core;
 	struct iotp_err err;
 	json_t *params = json_pack("{s:s, s:s}", "ThingName", "", "CSR", b->csr);
 	int64_t rows0 = 0;
+	double t0, t1, c0;
 	int rows = b->rows_per_app > 0 ? (int)(b->rows_per_app + 0.5) : 1;
 
 	if (params == NULL)
@@ -258,6 +279,8 @@ static void work(struct bench *b, enum work kind, int id, int measure_rows)
 	open_core(b, &core);
 	if (measure_rows)
 		rows0 = total_rows(&core);
+	t0 = now_s();
+	c0 = cpu_s(RUSAGE_SELF);
 	for (long i = 0; i < b->count; i++) {
 		char name[48];
 
@@ -306,21 +329,30 @@ static void work(struct bench *b, enum work kind, int id, int measure_rows)
 			X509_free(x);
 		}
 	}
+	t1 = now_s();
+	if (cpu != NULL)
+		*cpu = cpu_s(RUSAGE_SELF) - c0;
 	if (measure_rows)
 		b->rows_per_app = (double)(total_rows(&core) - rows0) / (double)b->count;
 	json_decref(params);
 	core_close(&core);
+	return t1 - t0;
 }
 
-/* Runs kind in procs processes (1: in this one) and returns operations/s. */
-static double run(struct bench *b, enum work kind, int procs, int round)
+/* Runs kind in procs processes (1: in this one) and returns operations/s
+ * (wall clock: with one process the loop alone, not the row counting
+ * around it); *cpu_rate receives operations per CPU second of the
+ * processes that did the work. */
+static double run(struct bench *b, enum work kind, int procs, int round, double *cpu_rate)
 {
 	pid_t pids[PROCS_MAX];
-	double t0 = now_s();
+	double t0 = now_s(), c0 = cpu_s(RUSAGE_CHILDREN), cpu = 0, wall;
 
 	if (procs == 1) {
-		work(b, kind, round * PROCS_MAX, kind == WORK_APPLY && b->rows_per_app == 0);
-		return (double)b->count / (now_s() - t0);
+		wall = work(b, kind, round * PROCS_MAX, kind == WORK_APPLY && b->rows_per_app == 0,
+		            &cpu);
+		*cpu_rate = (double)b->count / cpu;
+		return (double)b->count / wall;
 	}
 	fflush(stdout);
 	for (int i = 0; i < procs; i++) {
@@ -329,7 +361,7 @@ static double run(struct bench *b, enum work kind, int procs, int round)
 			die("fork", NULL);
 		if (pids[i] == 0) {
 			/* The parent's store connection is not touched here. */
-			work(b, kind, round * PROCS_MAX + i, 0);
+			work(b, kind, round * PROCS_MAX + i, 0, NULL);
 			_exit(0);
 		}
 	}
@@ -340,12 +372,16 @@ static double run(struct bench *b, enum work kind, int procs, int round)
 		    WEXITSTATUS(status) != 0)
 			die("a worker process failed", NULL);
 	}
-	return (double)b->count * procs / (now_s() - t0);
+	wall = now_s() - t0;
+	*cpu_rate = (double)b->count * procs / (cpu_s(RUSAGE_CHILDREN) - c0);
+	return (double)b->count * procs / wall;
 }
 
-static void report(const char *label, int procs, double apply, double raw, double issue)
+static void report(const char *label, int procs, double apply, double raw, double issue,
+                   const double cpu[3])
 {
 	double serial = 1.0 / (1.0 / raw + 1.0 / issue);
+	double cserial = 1.0 / (1.0 / cpu[1] + 1.0 / cpu[2]);
 
 	printf("\n%d process%s:\n", procs, procs > 1 ? "es" : "");
 	printf("  RegisterThing (prov_apply)   %9.0f /s\n", apply);
@@ -353,8 +389,14 @@ static void report(const char *label, int procs, double apply, double raw, doubl
 	printf("  bound: CSR issuance           %9.0f /s\n", issue);
 	printf("  bound: both in series         %9.0f /s\n", serial);
 	printf("  %s: %.2f of the serial bound\n", label, apply / serial);
+	printf("  per CPU second: apply %.0f, raw SQL %.0f, issuance %.0f, in series %.0f "
+	       "(%.2f; %.0f us of CPU per application)\n",
+	       cpu[0], cpu[1], cpu[2], cserial, cpu[0] / cserial, 1e6 / cpu[0]);
 	printf("RESULT name=register_%dproc value=%.0f unit=applies/s bound=%.0f bound_name=\"raw SQL "
 	       "and CSR issuance in series\" ratio=%.3f\n", procs, apply, serial, apply / serial);
+	printf("RESULT name=register_%dproc_per_cpu_s value=%.0f unit=applies/s bound=%.0f "
+	       "bound_name=\"raw SQL and CSR issuance in series, per CPU second\" ratio=%.3f\n",
+	       procs, cpu[0], cserial, cpu[0] / cserial);
 }
 
 int main(int argc, char **argv)
@@ -362,14 +404,17 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"things", required_argument, NULL, 't'}, {"count", required_argument, NULL, 'c'},
 		{"procs", required_argument, NULL, 'p'},  {"dir", required_argument, NULL, 'd'},
-		{"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+		{"store", required_argument, NULL, 'S'},  {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
+	const char *pg = NULL;
+	char schema[64] = "";
 	struct bench b;
 	struct iotp_err err;
 	struct pki_ca root = {0};
 	long things = 1000000;
 	int procs = 2, opt, keep = 0;
-	double a1, r1, i1, an, rn, in;
+	double a1, r1, i1, an, rn, in, c1[3], cn[3];
 
 	memset(&b, 0, sizeof(b));
 	b.count = 2000;
@@ -382,8 +427,16 @@ int main(int argc, char **argv)
 			snprintf(b.dir, sizeof(b.dir), "%s", optarg);
 			keep = 1;
 			break;
+		case 'S':
+			if (strcmp(optarg, "sqlite") != 0 && !scratch_is_pg(optarg)) {
+				fprintf(stderr, "bench_register: --store sqlite|postgresql://...\n");
+				return 2;
+			}
+			pg = scratch_is_pg(optarg) ? optarg : NULL;
+			break;
 		case 'h':
-			printf("usage: bench_register [--things N] [--count M] [--procs P] [--dir DIR]\n");
+			printf("usage: bench_register [--things N] [--count M] [--procs P] [--dir DIR] "
+			       "[--store sqlite|postgresql://...]\n");
 			return 0;
 		default: return 2;
 		}
@@ -401,7 +454,11 @@ int main(int argc, char **argv)
 	} else if (util_mkdir(b.dir, 0700, &err) != IOTP_OK) {
 		die("--dir", &err);
 	}
-	snprintf(b.url, sizeof(b.url), "sqlite:%s/bench.db", b.dir);
+	if (pg == NULL)
+		snprintf(b.url, sizeof(b.url), "sqlite:%s/bench.db", b.dir);
+	else if (scratch_create(pg, "bench_register", 0, b.url, sizeof(b.url), schema,
+	                        sizeof(schema)) != 0)
+		die("--store: cannot create a scratch schema", NULL);
 	conf_init(&b.conf, b.dir);
 	if (pki_key_generate(PKI_KEY_EC_P256, &root.key, &err) != IOTP_OK ||
 	    pki_ca_create_root(root.key, "Bench Root", 3650, &root.cert, &err) != IOTP_OK ||
@@ -414,26 +471,28 @@ int main(int argc, char **argv)
 	if (template_parse(template_body, strlen(template_body), TEMPLATE_KIND_ANY, &b.tmpl, &err) !=
 	    IOTP_OK)
 		die("parse the template", &err);
-	printf("bench_register: %ld things pre-filled, %ld applications per process, store %s\n",
-	       things, b.count, b.url);
+	printf("bench_register: %ld things pre-filled, %ld applications per process, store %s%s\n",
+	       things, b.count, pg != NULL ? "PostgreSQL schema " : "", pg != NULL ? schema : b.url);
 	prepare(&b, things);
 
-	a1 = run(&b, WORK_APPLY, 1, 0);
+	a1 = run(&b, WORK_APPLY, 1, 0, &c1[0]);
 	printf("rows written per application: %.1f (counted)\n", b.rows_per_app);
 	fflush(stdout);
-	r1 = run(&b, WORK_RAW, 1, 0);
-	i1 = run(&b, WORK_ISSUE, 1, 0);
-	an = run(&b, WORK_APPLY, procs, 1);
-	rn = run(&b, WORK_RAW, procs, 1);
-	in = run(&b, WORK_ISSUE, procs, 1);
-	report("single process", 1, a1, r1, i1);
-	report("several processes", procs, an, rn, in);
+	r1 = run(&b, WORK_RAW, 1, 0, &c1[1]);
+	i1 = run(&b, WORK_ISSUE, 1, 0, &c1[2]);
+	an = run(&b, WORK_APPLY, procs, 1, &cn[0]);
+	rn = run(&b, WORK_RAW, procs, 1, &cn[1]);
+	in = run(&b, WORK_ISSUE, procs, 1, &cn[2]);
+	report("single process", 1, a1, r1, i1, c1);
+	report("several processes", procs, an, rn, in, cn);
 	printf("\nscaling with %d processes: apply x%.2f, raw SQL x%.2f, issuance x%.2f\n", procs,
 	       an / a1, rn / r1, in / i1);
 
 	template_free(b.tmpl);
 	free(b.csr);
 	pki_ca_cleanup(&b.issuing);
+	if (pg != NULL)
+		scratch_drop(pg, schema);
 	if (!keep) {
 		char path[700];
 		const char *files[] = {"bench.db", "bench.db-wal", "bench.db-shm"};

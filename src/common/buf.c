@@ -46,9 +46,17 @@ static iotp_rc reserve(struct buf *b, size_t n)
 	alloc = b->alloc ? b->alloc : 256;
 	while (alloc < need)
 		alloc *= 2;
-	p = realloc(b->data, alloc);
+	/* Not realloc(): it would free the old block with its content, and a
+	 * buffer may hold a secret (buf_cleanup_secure wipes only the last
+	 * block). Growth doubles, so the copies cost O(len) in all. */
+	p = malloc(alloc);
 	if (p == NULL)
 		return IOTP_ERR_NOMEM;
+	if (b->data != NULL) {
+		memcpy(p, b->data, b->len + 1);
+		OPENSSL_cleanse(b->data, b->alloc);
+		free(b->data);
+	}
 	b->data = p;
 	b->alloc = alloc;
 	return IOTP_OK;

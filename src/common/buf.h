@@ -18,7 +18,9 @@ struct buf {
 };
 
 void buf_init(struct buf *b, size_t max);
-/* Frees the content; b stays usable. The _secure form wipes it first. */
+/* Frees the content; b stays usable. The _secure form wipes it first; a
+ * buffer never leaves an unwiped copy behind when it grows, so that is
+ * enough for a buffer that held a secret. */
 void buf_cleanup(struct buf *b);
 void buf_cleanup_secure(struct buf *b);
 iotp_rc buf_append(struct buf *b, const void *p, size_t n);

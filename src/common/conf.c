@@ -272,15 +272,8 @@ static iotp_rc finish_load(struct load_ctx *c, int line, const char *where)
 {
 	if (line == -2)
 		return iotp_err_set(c->err, IOTP_ERR_NOMEM, "out of memory reading %s", where);
-	if (c->rc != IOTP_OK) {
-		if (c->err != NULL) {
-			char msg[IOTP_ERR_MSG_MAX];
-
-			util_strlcpy(msg, c->err->msg, sizeof(msg));
-			iotp_err_set(c->err, c->rc, "%s:%d: %s", where, line, msg);
-		}
-		return c->rc;
-	}
+	if (c->rc != IOTP_OK)
+		return iotp_err_prefix(c->err, c->rc, "%s:%d", where, line);
 	if (line != 0)
 		return iotp_err_set(c->err, IOTP_ERR_CONFIG,
 		                    "%s:%d: syntax error (expected [section], key = value or a "

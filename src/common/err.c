@@ -58,6 +58,25 @@ iotp_rc iotp_err_ssl(struct iotp_err *err, iotp_rc rc, const char *fmt, ...)
 	return rc;
 }
 
+iotp_rc iotp_err_prefix(struct iotp_err *err, iotp_rc rc, const char *fmt, ...)
+{
+	char prev[sizeof(err->msg)];
+	va_list ap;
+	size_t used;
+
+	if (err == NULL)
+		return rc;
+	memcpy(prev, err->msg, sizeof(prev));
+	prev[sizeof(prev) - 1] = '\0';
+	va_start(ap, fmt);
+	vset(err, rc, fmt, ap);
+	va_end(ap);
+	used = strlen(err->msg);
+	if (prev[0] != '\0' && used + 2 < sizeof(err->msg))
+		snprintf(err->msg + used, sizeof(err->msg) - used, ": %s", prev);
+	return rc;
+}
+
 void iotp_err_clear(struct iotp_err *err)
 {
 	if (err == NULL)

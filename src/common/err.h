@@ -24,6 +24,13 @@ iotp_rc iotp_err_set(struct iotp_err *err, iotp_rc rc, const char *fmt, ...)
 iotp_rc iotp_err_ssl(struct iotp_err *err, iotp_rc rc, const char *fmt, ...)
 	IOTP_PRINTF(3, 4);
 
+/* Re-labels the error a callee wrote into err: sets rc and makes the
+ * message "<formatted text>: <previous message>". The previous message may
+ * not be passed as an argument of iotp_err_set on the same err (its buffer
+ * is the destination), hence this helper. */
+iotp_rc iotp_err_prefix(struct iotp_err *err, iotp_rc rc, const char *fmt, ...)
+	IOTP_PRINTF(3, 4);
+
 /* Resets err to IOTP_OK with an empty message. */
 void iotp_err_clear(struct iotp_err *err);
 

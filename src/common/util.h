@@ -27,6 +27,12 @@ void util_hex(const void *p, size_t n, char *out);
 /* Random version-4 UUID, lowercase, 36 chars + NUL. */
 iotp_rc util_uuid(char out[37], struct iotp_err *err);
 
+/* The value of a hex digit of either case (0..15), -1 for anything else. */
+int util_hexval(int c);
+/* The value of a character of the base64 alphabet of RFC 4648 section 4
+ * (0..63), -1 for anything else ('=' included). */
+int util_b64val(int c);
+
 /* Copies at most size-1 bytes and NUL-terminates; returns strlen(src), so a
  * result >= size means truncation (the BSD strlcpy contract). */
 size_t util_strlcpy(char *dst, const char *src, size_t size);

@@ -28,32 +28,6 @@ int authlist_name_ok(const char *s)
 	return 1;
 }
 
-iotp_rc authlist_event(struct iotp_core *core, const char *actor, const char *action,
-                       const char *object, json_t *detail, struct iotp_err *err)
-{
-	char *text = NULL;
-	iotp_rc rc;
-
-	if (detail != NULL && (text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
-		json_decref(detail);
-		return iotp_err_set(err, IOTP_ERR_NOMEM, "event: out of memory");
-	}
-	json_decref(detail);
-	rc = store_event_append(core->store, actor, action, object, text, NULL, err);
-	free(text);
-	return rc;
-}
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 iotp_rc authlist_key_fingerprint(const char *public_key, char out[65], struct iotp_err *err)
 {
 	EVP_PKEY *key = NULL;
@@ -90,7 +64,7 @@ iotp_rc authlist_key_fingerprint(const char *public_key, char out[65], struct io
 
 			if (isspace((unsigned char)public_key[i]) || public_key[i] == ':')
 				continue;
-			if ((v = hexval((unsigned char)public_key[i])) < 0) {
+			if ((v = util_hexval((unsigned char)public_key[i])) < 0) {
 				rc = iotp_err_set(err, IOTP_ERR_INVALID,
 				                  "publicKey is neither PEM nor hex (character %zu)", i + 1);
 				goto out;
@@ -156,7 +130,7 @@ iotp_rc authlist_create(struct iotp_core *core, const char *actor, const char *n
 	}
 	snprintf(object, sizeof(object), "authlist/%s", name);
 	if (rc == IOTP_OK)
-		rc = authlist_event(core, actor, "authlist.create", object,
+		rc = core_event(core, actor, "authlist.create", object,
 		                    json_pack("{s:s}", "templateName", template_name), err);
 out:
 	prov_template_cleanup(&t);
@@ -267,7 +241,7 @@ iotp_rc authlist_add_keys(struct iotp_core *core, const char *actor, const char 
 		                NULL, NULL, err);
 		snprintf(object, sizeof(object), "authlist/%s", name);
 		if (rc == IOTP_OK)
-			rc = authlist_event(core, actor, "authlist.add_keys", object,
+			rc = core_event(core, actor, "authlist.add_keys", object,
 			                    json_pack("{s:I}", "keys", (json_int_t)n), err);
 	}
 	if (rc != IOTP_OK) {
@@ -428,7 +402,7 @@ iotp_rc authlist_delete(struct iotp_core *core, const char *actor, const char *n
 		                  name != NULL ? name : "");
 	snprintf(object, sizeof(object), "authlist/%.128s", name != NULL ? name : "");
 	if (rc == IOTP_OK)
-		rc = authlist_event(core, actor, "authlist.delete", object,
+		rc = core_event(core, actor, "authlist.delete", object,
 		                    json_pack("{s:I}", "keys", (json_int_t)keys), err);
 	if (rc != IOTP_OK) {
 		store_rollback(core->store);

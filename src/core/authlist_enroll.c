@@ -91,7 +91,7 @@ static void audit_refusal(struct iotp_core *core, const char *actor, const char 
 
 	if ((rc = store_begin(core->store, &e)) != IOTP_OK) {
 		json_decref(detail);
-	} else if ((rc = authlist_event(core, actor, action, object, detail, &e)) == IOTP_OK) {
+	} else if ((rc = core_event(core, actor, action, object, detail, &e)) == IOTP_OK) {
 		rc = store_commit(core->store, &e);
 	} else {
 		store_rollback(core->store);
@@ -300,7 +300,7 @@ static iotp_rc enroll_by_list(struct iotp_core *core, const char *actor,
 		                NULL, NULL, err);
 	}
 	if (rc == IOTP_OK)
-		rc = authlist_event(core, actor, "authlist.consume", object,
+		rc = core_event(core, actor, "authlist.consume", object,
 		                    json_pack("{s:s, s:s, s:s, s:s}", "fingerprint", fp, "deviceId",
 		                              e.device_id, "certificateId", out->cert_id,
 		                              "thingName", out->thing_name),
@@ -380,7 +380,7 @@ static iotp_rc enroll_by_credential(struct iotp_core *core, const char *actor,
 		char obj[PKI_CERT_ID_LEN + 8];
 
 		snprintf(obj, sizeof(obj), "cert/%s", out->cert_id);
-		rc = authlist_event(core, actor, action, obj,
+		rc = core_event(core, actor, action, obj,
 		                    in->via == ENROLL_CLAIM
 		                        ? json_pack("{s:s, s:s, s:s}", "templateName", tmpl, "claim",
 		                                    object, "thingName", out->thing_name)
@@ -460,7 +460,7 @@ iotp_rc authlist_retire_on_use(struct iotp_core *core, const char *actor, const 
 		char object[PKI_CERT_ID_LEN + 8];
 
 		snprintf(object, sizeof(object), "cert/%s", old_id);
-		rc = authlist_event(core, actor, "enroll.retire", object,
+		rc = core_event(core, actor, "enroll.retire", object,
 		                    json_pack("{s:s}", "replacedBy", cert_id), err);
 	}
 out:
@@ -544,6 +544,14 @@ iotp_rc authlist_reenroll(struct iotp_core *core, const char *actor, const char 
 		                  current_cert_id, registry_cert_status_name(cur.status));
 		goto out;
 	}
+	/* The TLS layer accepts any client certificate (possession only):
+	 * validity is judged here. An expired certificate enrols afresh. */
+	if (cur.not_after <= util_now()) {
+		rc = iotp_err_set(err, IOTP_ERR_DENIED,
+		                  "certificate %s has expired: only a valid certificate can re-enrol",
+		                  current_cert_id);
+		goto out;
+	}
 	if ((rc = pki_csr_parse(csr, len, &req, err)) != IOTP_OK ||
 	    (rc = pki_cert_parse(cur.pem, strlen(cur.pem), &cx, err)) != IOTP_OK)
 		goto out;
@@ -571,7 +579,7 @@ iotp_rc authlist_reenroll(struct iotp_core *core, const char *actor, const char 
 		char object[PKI_CERT_ID_LEN + 8];
 
 		snprintf(object, sizeof(object), "cert/%s", created.id);
-		rc = authlist_event(core, actor, "enroll.reenroll", object,
+		rc = core_event(core, actor, "enroll.reenroll", object,
 		                    json_pack("{s:s}", "replaces", current_cert_id), err);
 	}
 	if (rc == IOTP_OK)

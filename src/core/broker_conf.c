@@ -75,7 +75,7 @@ iotp_rc broker_conf_format(const struct iotp_conf *conf, const struct broker_con
 	iotp_rc rc;
 
 	if ((rc = conf_parse_listen(listen, host, sizeof(host), &port, err)) != IOTP_OK)
-		return iotp_err_set(err, IOTP_ERR_CONFIG, "MQTT listen address: %s", err->msg);
+		return iotp_err_prefix(err, IOTP_ERR_CONFIG, "MQTT listen address");
 	if ((rc = conf_path(conf, conf->api_tls_cert, cert, sizeof(cert), err)) != IOTP_OK ||
 	    (rc = conf_path(conf, conf->api_tls_key, key, sizeof(key), err)) != IOTP_OK)
 		return rc;

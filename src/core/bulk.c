@@ -33,18 +33,9 @@ iotp_rc bulk_event(struct iotp_core *core, const char *actor, const char *action
                    const char *id, json_t *detail, struct iotp_err *err)
 {
 	char object[BULK_TASK_ID_MAX + 32];
-	char *text = NULL;
-	iotp_rc rc;
 
 	snprintf(object, sizeof(object), "thingregistrationtask/%s", id);
-	if (detail != NULL && (text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
-		json_decref(detail);
-		return iotp_err_set(err, IOTP_ERR_NOMEM, "task event: out of memory");
-	}
-	json_decref(detail);
-	rc = store_event_append(core->store, actor, action, object, text, NULL, err);
-	free(text);
-	return rc;
+	return core_event(core, actor, action, object, detail, err);
 }
 
 iotp_rc bulk_task_start(struct iotp_core *core, const char *actor, const struct bulk_start *in,
@@ -219,7 +210,7 @@ iotp_rc bulk_task_list(struct iotp_core *core, const char *status,
 	int max = page != NULL && page->max != 0 ? page->max : REGISTRY_PAGE_DEFAULT;
 	int64_t after_created = -1;
 	const char *after_id = "";
-	char sql[512];
+	char sql[512], *next = NULL;
 	struct store_val p[5];
 	int np = 0;
 	iotp_rc rc;
@@ -267,7 +258,6 @@ iotp_rc bulk_task_list(struct iotp_core *core, const char *status,
 		rc = iotp_err_set(err, IOTP_ERR_NOMEM, "list tasks: out of memory");
 	if (rc != IOTP_OK)
 		goto fail;
-	memset(out, 0, sizeof(*out));
 	if (r.count > (size_t)max) {
 		char tok[64 + BULK_TASK_ID_MAX];
 		int64_t created = 0;
@@ -279,13 +269,15 @@ iotp_rc bulk_task_list(struct iotp_core *core, const char *status,
 		                          q, 1, &created, err)) != IOTP_OK)
 			goto fail;
 		snprintf(tok, sizeof(tok), "%" PRId64 "_%s", created, r.items[max - 1]);
-		if ((out->next_token = strdup(tok)) == NULL) {
+		if ((next = strdup(tok)) == NULL) {
 			rc = iotp_err_set(err, IOTP_ERR_NOMEM, "list tasks: out of memory");
 			goto fail;
 		}
 	}
+	memset(out, 0, sizeof(*out));
 	out->items = r.items;
 	out->count = r.count;
+	out->next_token = next;
 	return IOTP_OK;
 fail:
 	for (size_t i = 0; i < r.count; i++)
@@ -379,14 +371,18 @@ iotp_rc bulk_report_part(struct iotp_core *core, const char *id, const char *kin
                          int64_t part, struct buf *out, struct iotp_err *err)
 {
 	struct part_ctx c = {out, IOTP_OK};
-	struct store_val p[] = {SV_TEXT(id), SV_TEXT(kind), SV_INT(BULK_REPORT_PART_LINES),
-	                        SV_INT(part * BULK_REPORT_PART_LINES)};
+	struct store_val p[4];
 	iotp_rc rc;
 
 	if ((rc = check_kind(kind, err)) != IOTP_OK)
 		return rc;
+	/* checked before the offset is computed: part * lines must not overflow */
 	if (part < 0 || part > INT64_MAX / BULK_REPORT_PART_LINES)
 		return iotp_err_set(err, IOTP_ERR_INVALID, "report part out of range");
+	p[0] = SV_TEXT(id);
+	p[1] = SV_TEXT(kind);
+	p[2] = SV_INT(BULK_REPORT_PART_LINES);
+	p[3] = SV_INT(part * BULK_REPORT_PART_LINES);
 	rc = store_exec(core->store,
 	                "SELECT body FROM bulk_reports WHERE task_id = ? AND kind = ? "
 	                "ORDER BY line LIMIT ? OFFSET ?",

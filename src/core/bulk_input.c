@@ -60,6 +60,40 @@ static int key_ok(const char *k)
 	return 1;
 }
 
+/* 1 when path (below dir) resolves inside dir. Symbolic links inside the
+ * import directory may point anywhere the operator chose; what a client
+ * names must still resolve inside it. A path that does not exist yet (an
+ * upload) is judged by its deepest existing ancestor, so that a linked
+ * directory cannot carry a new file out either. A dir that does not exist
+ * holds nothing yet: nothing to escape through. */
+static int resolves_inside(const char *dir, const char *path)
+{
+	char real_dir[PATH_MAX], real[PATH_MAX], probe[PATH_MAX];
+	size_t n, dlen = strlen(dir);
+	int whole = 1;
+	struct stat st;
+
+	if (realpath(dir, real_dir) == NULL)
+		return errno == ENOENT;
+	if (util_strlcpy(probe, path, sizeof(probe)) >= sizeof(probe))
+		return 0;
+	while (realpath(probe, real) == NULL) {
+		char *slash = strrchr(probe, '/');
+
+		/* ENOENT from an entry that exists is a dangling link */
+		if (errno != ENOENT || lstat(probe, &st) == 0 || slash == NULL ||
+		    (size_t)(slash - probe) < dlen)
+			return 0;
+		*slash = '\0';
+		whole = 0;
+	}
+	n = strlen(real_dir);
+	if (strncmp(real, real_dir, n) != 0)
+		return 0;
+	/* the file itself strictly inside; an ancestor may be dir itself */
+	return real[n] == '/' || (!whole && real[n] == '\0');
+}
+
 static iotp_rc import_dir(const struct iotp_conf *conf, char *out, size_t size,
                           struct iotp_err *err)
 {
@@ -84,22 +118,10 @@ iotp_rc bulk_input_path(const struct iotp_conf *conf, const char *bucket, const 
 		return rc;
 	if ((size_t)snprintf(out, size, "%s/%s/%s", dir, bucket, key) >= size)
 		return iotp_err_set(err, IOTP_ERR_INVALID, "input file path too long");
-	{
-		/* Symbolic links inside the import directory may point anywhere
-		 * the operator chose; what a client names must still resolve
-		 * inside it. */
-		char real_dir[PATH_MAX], real_file[PATH_MAX];
-
-		if (realpath(dir, real_dir) != NULL && realpath(out, real_file) != NULL) {
-			size_t n = strlen(real_dir);
-
-			if (strncmp(real_file, real_dir, n) != 0 || real_file[n] != '/')
-				return iotp_err_set(err, IOTP_ERR_INVALID,
-				                    "input file %s/%s resolves outside the import "
-				                    "directory",
-				                    bucket, key);
-		}
-	}
+	if (!resolves_inside(dir, out))
+		return iotp_err_set(err, IOTP_ERR_INVALID,
+		                    "input file %s/%s resolves outside the import directory", bucket,
+		                    key);
 	return IOTP_OK;
 }
 

@@ -147,6 +147,11 @@ iotp_rc commission_b64_encode(const uint8_t *p, size_t n, struct buf *out, struc
 iotp_rc commission_b64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len,
                               struct iotp_err *err);
 
+/* Sets key in o to the base64 of p as a JSON string (the encoder's
+ * scratch buffer is wiped: p may be a secret, the verifier's w0). */
+iotp_rc commission_json_set_b64(json_t *o, const char *key, const uint8_t *p, size_t n,
+                                struct iotp_err *err);
+
 /* ------------------------------------------------------------------ */
 /* Inner (sealed) messages                                             */
 

@@ -134,20 +134,6 @@ void commission_record_cleanup(struct commission_record *r)
 	OPENSSL_cleanse(r, sizeof(*r));
 }
 
-static iotp_rc json_b64(json_t *o, const char *key, const uint8_t *p, size_t n,
-                        struct iotp_err *err)
-{
-	struct buf b;
-	iotp_rc rc;
-
-	buf_init(&b, 0);
-	rc = commission_b64_encode(p, n, &b, err);
-	if (rc == IOTP_OK && json_object_set_new(o, key, json_string(b.data)) != 0)
-		rc = iotp_err_set(err, IOTP_ERR_NOMEM, "json");
-	buf_cleanup_secure(&b);
-	return rc;
-}
-
 iotp_rc commission_record_format(const struct commission_record *r, struct buf *out,
                                  struct iotp_err *err)
 {
@@ -160,9 +146,9 @@ iotp_rc commission_record_format(const struct commission_record *r, struct buf *
 		rc = iotp_err_set(err, IOTP_ERR_NOMEM, "record");
 		goto out;
 	}
-	if ((rc = json_b64(o, "salt", r->salt, r->salt_len, err)) != IOTP_OK ||
-	    (rc = json_b64(o, "w0", r->w0, sizeof(r->w0), err)) != IOTP_OK ||
-	    (rc = json_b64(o, "L", r->L, sizeof(r->L), err)) != IOTP_OK)
+	if ((rc = commission_json_set_b64(o, "salt", r->salt, r->salt_len, err)) != IOTP_OK ||
+	    (rc = commission_json_set_b64(o, "w0", r->w0, sizeof(r->w0), err)) != IOTP_OK ||
+	    (rc = commission_json_set_b64(o, "L", r->L, sizeof(r->L), err)) != IOTP_OK)
 		goto out;
 	if (!(s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER))) {
 		rc = iotp_err_set(err, IOTP_ERR_NOMEM, "record");

@@ -172,8 +172,7 @@ iotp_rc commission_installer_handle(struct commission_installer *in, const char 
 	rc = commission_msg_parse(line, len, &m, err);
 	if (rc != IOTP_OK) {
 		in->state = I_FAILED;
-		return iotp_err_set(err, IOTP_ERR_INVALID, "unreadable reply from the device: %s",
-		                    err ? err->msg : "");
+		return iotp_err_prefix(err, IOTP_ERR_INVALID, "unreadable reply from the device");
 	}
 	if (m.type == CM_ERROR) {
 		rc = device_error(in, &m, err);
@@ -250,7 +249,7 @@ static iotp_rc open_inner(struct commission_channel *ch, const struct commission
 	iotp_rc rc = commission_channel_open(ch, s, &pt, &len, err);
 
 	if (rc != IOTP_OK)
-		return iotp_err_set(err, rc, "reply from the device refused: %s", err ? err->msg : "");
+		return iotp_err_prefix(err, rc, "reply from the device refused");
 	rc = commission_inner_parse(pt, len, out, err);
 	OPENSSL_cleanse(pt, len);
 	free(pt);
@@ -265,8 +264,7 @@ iotp_rc commission_installer_open(struct commission_installer *in, const char *l
 
 	memset(&m, 0, sizeof(m));
 	if ((rc = commission_msg_parse(line, len, &m, err)) != IOTP_OK)
-		return iotp_err_set(err, IOTP_ERR_INVALID, "unreadable reply from the device: %s",
-		                    err ? err->msg : "");
+		return iotp_err_prefix(err, IOTP_ERR_INVALID, "unreadable reply from the device");
 	if (m.type == CM_ERROR) {
 		int64_t keep = in->retry_ms;
 
@@ -358,8 +356,7 @@ iotp_rc commission_installer_file_result(struct commission_installer *in, const 
 	if (in->state != I_PAKE3)
 		return iotp_err_set(err, IOTP_ERR_STATE, "no commission file was built");
 	if ((rc = commission_msg_parse(text, len, &m, err)) != IOTP_OK)
-		return iotp_err_set(err, IOTP_ERR_INVALID, "unreadable result: %s",
-		                    err ? err->msg : "");
+		return iotp_err_prefix(err, IOTP_ERR_INVALID, "unreadable result");
 	if (m.type == CM_ERROR) {
 		rc = device_error(in, &m, err);
 		goto out;

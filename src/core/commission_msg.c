@@ -44,21 +44,6 @@ iotp_rc commission_b64_encode(const uint8_t *p, size_t n, struct buf *out, struc
 	return IOTP_OK;
 }
 
-static int b64_val(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 iotp_rc commission_b64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len,
                               struct iotp_err *err)
 {
@@ -80,7 +65,7 @@ iotp_rc commission_b64_decode(const char *s, size_t n, uint8_t **out, size_t *ou
 		for (int k = 0; k < 4; k++) {
 			int is_pad = last && k >= 4 - (int)pad;
 
-			v[k] = is_pad ? 0 : b64_val(s[i + (size_t)k]);
+			v[k] = is_pad ? 0 : util_b64val(s[i + (size_t)k]);
 			if (v[k] < 0) {
 				free(d);
 				return iotp_err_set(err, IOTP_ERR_INVALID, "bad base64 character");
@@ -164,7 +149,7 @@ static iotp_rc get_b64(json_t *o, const char *key, size_t min, size_t max, uint8
 		return rc;
 	rc = commission_b64_decode(s, strlen(s), &d, &n, err);
 	if (rc != IOTP_OK)
-		return iotp_err_set(err, rc, "field \"%s\": %s", key, err ? err->msg : "bad base64");
+		return iotp_err_prefix(err, rc, "field \"%s\"", key);
 	if (n < min || n > max) {
 		free(d);
 		return iotp_err_set(err, IOTP_ERR_INVALID, "field \"%s\" has %zu bytes, expected %zu..%zu",
@@ -290,7 +275,7 @@ static iotp_rc parse_msgs(json_t *o, size_t min, struct commission_msg *m, struc
 			return iotp_err_set(err, IOTP_ERR_INVALID, "msgs[%zu] must be an object", i);
 		m->n_msgs = i + 1;
 		if ((rc = parse_sealed(e, &m->msgs[i], err)) != IOTP_OK)
-			return iotp_err_set(err, rc, "msgs[%zu]: %s", i, err ? err->msg : "invalid");
+			return iotp_err_prefix(err, rc, "msgs[%zu]", i);
 	}
 	return IOTP_OK;
 }
@@ -465,9 +450,8 @@ void commission_msg_cleanup(struct commission_msg *m)
 
 /* ---- encoders ------------------------------------------------------------- */
 
-/* Sets key to the base64 of p. */
-static iotp_rc set_b64(json_t *o, const char *key, const uint8_t *p, size_t n,
-                       struct iotp_err *err)
+iotp_rc commission_json_set_b64(json_t *o, const char *key, const uint8_t *p, size_t n,
+                                struct iotp_err *err)
 {
 	struct buf b;
 	iotp_rc rc;
@@ -476,7 +460,7 @@ static iotp_rc set_b64(json_t *o, const char *key, const uint8_t *p, size_t n,
 	rc = commission_b64_encode(p, n, &b, err);
 	if (rc == IOTP_OK && json_object_set_new(o, key, json_string(b.data)) != 0)
 		rc = iotp_err_set(err, IOTP_ERR_NOMEM, "json");
-	buf_cleanup(&b);
+	buf_cleanup_secure(&b);
 	return rc;
 }
 
@@ -485,7 +469,7 @@ static json_t *sealed_json(const struct commission_sealed *s, struct iotp_err *e
 	json_t *o = json_object();
 
 	if (!o || json_object_set_new(o, "seq", json_integer((json_int_t)s->seq)) != 0 ||
-	    set_b64(o, "ct", s->ct, s->ct_len, err) != IOTP_OK) {
+	    commission_json_set_b64(o, "ct", s->ct, s->ct_len, err) != IOTP_OK) {
 		json_decref(o);
 		return NULL;
 	}
@@ -531,17 +515,18 @@ iotp_rc commission_msg_format(const struct commission_msg *m, struct buf *out,
 	if (m->type == CM_PARAMS || m->type == CM_DEVICE_HELLO) {
 		bad |= json_object_set_new(o, "device", json_string(m->device));
 		bad |= json_object_set_new(o, "iter", json_integer(m->iterations));
-		rc = set_b64(o, "salt", m->salt, m->salt_len, err);
+		rc = commission_json_set_b64(o, "salt", m->salt, m->salt_len, err);
 	}
 	if (rc == IOTP_OK && m->has_share)
-		rc = set_b64(o, (m->type == CM_PAKE1 || m->type == CM_FILE) ? "X" : "Y", m->share,
-		             SPAKE2P_POINT_LEN, err);
+		rc = commission_json_set_b64(o, (m->type == CM_PAKE1 || m->type == CM_FILE) ? "X" : "Y",
+		                             m->share, SPAKE2P_POINT_LEN, err);
 	if (rc == IOTP_OK && m->has_confirm)
-		rc = set_b64(o, (m->type == CM_PAKE3 || m->type == CM_FILE) ? "cP" : "cV",
-		             m->confirm, SPAKE2P_HASH_LEN, err);
+		rc = commission_json_set_b64(o,
+		                             (m->type == CM_PAKE3 || m->type == CM_FILE) ? "cP" : "cV",
+		                             m->confirm, SPAKE2P_HASH_LEN, err);
 	if (rc == IOTP_OK && m->type == CM_SEALED) {
 		bad |= json_object_set_new(o, "seq", json_integer((json_int_t)m->sealed.seq));
-		rc = set_b64(o, "ct", m->sealed.ct, m->sealed.ct_len, err);
+		rc = commission_json_set_b64(o, "ct", m->sealed.ct, m->sealed.ct_len, err);
 	}
 	if (rc == IOTP_OK && (m->type == CM_FILE || m->type == CM_FILE_RESULT)) {
 		json_t *a = json_array();

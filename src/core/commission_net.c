@@ -148,7 +148,7 @@ static iotp_rc run_cmd(const char *cmd, char *const envs[], int timeout_s, int *
 	size_t used = 0;
 	int64_t deadline = util_mono_ms() + (int64_t)timeout_s * 1000;
 	pid_t pid;
-	int st = 0, timed_out = 0;
+	int st = 0, timed_out = 0, reaped = 0;
 
 	if (pipe(pfd) != 0)
 		return iotp_err_set(err, IOTP_ERR_IO, "pipe: %s", strerror(errno));
@@ -205,9 +205,23 @@ static iotp_rc run_cmd(const char *cmd, char *const envs[], int timeout_s, int *
 		}
 	}
 	close(pfd[0]);
+	/* A command may close its output and go on running: the deadline
+	 * holds for its exit too. */
+	while (!timed_out && !reaped) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		if (w == pid)
+			reaped = 1;
+		else if (w < 0 && errno != EINTR)
+			break;
+		else if (util_mono_ms() >= deadline)
+			timed_out = 1;
+		else
+			poll(NULL, 0, 20);
+	}
 	if (timed_out)
 		kill(-pid, SIGKILL);
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+	while (!reaped && waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
 	*status = timed_out ? -1 : st;
 	return IOTP_OK;

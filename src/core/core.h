@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "common/conf.h"
 #include "common/err.h"
 #include "core/pki.h"
@@ -37,5 +39,12 @@ iotp_rc core_arn(const struct iotp_core *core, const char *resource, char *out,
  * Accepts ARNs of any region and account so that records survive a change of
  * either; returns a pointer into arn, or NULL when arn is not an IoT ARN. */
 const char *core_arn_resource(const char *arn);
+
+/* Appends an audit event (store_event_append) whose detail is a JSON object
+ * (keys sorted, compact), or NULL for none. Takes the reference to detail,
+ * also on failure; a NULL detail from a failed json_pack is simply no
+ * detail. Call it inside the transaction that makes the change. */
+iotp_rc core_event(struct iotp_core *core, const char *actor, const char *action,
+                   const char *object, json_t *detail, struct iotp_err *err);
 
 #endif

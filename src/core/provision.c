@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "core/provision_internal.h"
+#include "core/registry_internal.h"
 
 void prov_result_cleanup(struct prov_result *r)
 {
@@ -343,12 +344,13 @@ static iotp_rc cert_by_pem(struct apply *a)
 	int found = 0;
 	iotp_rc rc;
 
+	/* One parse serves the id and the registration (OpenSSL 3.0's key
+	 * decoder makes a parse cost more than the signature check). */
 	if ((rc = pki_cert_parse(pc->pem, strlen(pc->pem), &x, &lerr)) != IOTP_OK ||
 	    (rc = pki_cert_id(x, id, &lerr)) != IOTP_OK) {
-		X509_free(x);
-		return res_fail(a->err, rc, pc->logical_id, &lerr);
+		rc = res_fail(a->err, rc, pc->logical_id, &lerr);
+		goto out;
 	}
-	X509_free(x);
 	{
 		struct store_val p[] = {SV_TEXT(id)};
 		int64_t one = 0;
@@ -358,21 +360,26 @@ static iotp_rc cert_by_pem(struct apply *a)
 		if (rc == IOTP_OK)
 			found = 1;
 		else if (rc != IOTP_ERR_NOT_FOUND)
-			return rc;
+			goto out;
 	}
-	if (found)
+	if (found) {
 		rc = cert_existing(a, id);
-	else {
+	} else {
 		reg.cert_pem = pc->pem;
 		reg.ca_pem = pc->ca_pem;
 		reg.status = pc->status;
 		memset(&ref, 0, sizeof(ref));
-		if ((rc = registry_cert_register(a->core, a->actor, &reg, &ref, &lerr)) != IOTP_OK)
-			return res_fail(a->err, rc, pc->logical_id, &lerr);
+		if ((rc = registry_cert_register_x509(a->core, a->actor, &reg, x, &ref, &lerr)) !=
+		    IOTP_OK) {
+			rc = res_fail(a->err, rc, pc->logical_id, &lerr);
+			goto out;
+		}
 		util_strlcpy(a->cert_id, ref.id, sizeof(a->cert_id));
 	}
 	if (rc == IOTP_OK && (a->r->cert_pem = strdup(pc->pem)) == NULL)
 		rc = iotp_err_set(a->err, IOTP_ERR_NOMEM, "result: out of memory");
+out:
+	X509_free(x);
 	return rc;
 }
 
@@ -706,6 +713,7 @@ iotp_rc prov_apply(struct iotp_core *core, const char *actor, const struct prov_
 	struct template_plan *plan = NULL;
 	struct prov_result r;
 	struct apply a;
+	struct registry_flat flat;
 	int64_t ev0 = 0, ev1 = 0;
 	int depth0;
 	iotp_rc rc;
@@ -733,11 +741,15 @@ iotp_rc prov_apply(struct iotp_core *core, const char *actor, const struct prov_
 		goto done;
 	if ((rc = prov_tx_begin(core, &depth0, err)) != IOTP_OK)
 		goto done;
+	/* Every failure below rolls this whole level back, so the registry
+	 * calls join it instead of each opening a savepoint of its own. */
+	registry_tx_flat_begin(core, &flat);
 	if ((rc = store_events_last_id(core->store, &ev0, err)) == IOTP_OK &&
 	    (rc = apply_cert(&a)) == IOTP_OK && (rc = apply_thing(&a)) == IOTP_OK &&
 	    (rc = apply_policy(&a)) == IOTP_OK && (rc = apply_attach(&a)) == IOTP_OK &&
 	    (rc = store_events_last_id(core->store, &ev1, err)) == IOTP_OK && ev1 != ev0)
 		rc = summary_event(&a, in->template_name);
+	registry_tx_flat_end(&flat);
 	rc = prov_tx_end(core, depth0, rc, err);
 	if (rc == IOTP_OK) {
 		*out = r;

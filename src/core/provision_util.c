@@ -14,6 +14,7 @@
 
 #include "common/util.h"
 #include "core/provision_internal.h"
+#include "core/registry_internal.h"
 
 #define PAGE_KEY_MAX 300
 
@@ -176,7 +177,8 @@ iotp_rc prov_cert_store(struct iotp_core *core, const char *actor, X509 *x, cons
 	    (rc = pki_cert_subject_string(x, 0, &subject, err)) != IOTP_OK)
 		goto done;
 	snprintf(res, sizeof(res), "cert/%s", id);
-	if ((rc = prov_tx_begin(core, &depth0, err)) != IOTP_OK)
+	/* reg_tx_*: inside prov_apply this joins its level (registry_internal.h). */
+	if ((rc = reg_tx_begin(core, &depth0, err)) != IOTP_OK)
 		goto done;
 	{
 		struct store_val p[] = {SV_TEXT(id), SV_TEXT(pem),
@@ -199,7 +201,7 @@ iotp_rc prov_cert_store(struct iotp_core *core, const char *actor, X509 *x, cons
 		                          "DEFAULT", "purpose", purpose, "templateName",
 		                          template_name),
 		                err);
-	rc = prov_tx_end(core, depth0, rc, err);
+	rc = reg_tx_end(core, depth0, rc, err);
 	if (rc == IOTP_OK)
 		memcpy(id_out, id, sizeof(id));
 done:

@@ -15,6 +15,7 @@
 
 #include "common/buf.h"
 #include "common/util.h"
+#include "core/ca_cache.h"
 #include "core/registry_internal.h"
 
 #define CA_COLS \
@@ -629,7 +630,10 @@ iotp_rc registry_ca_find_issuer(struct iotp_core *core, X509 *cert, struct regis
 	for (size_t i = 0; rc == IOTP_OK && i < r.count && match == SIZE_MAX; i++) {
 		X509 *ca = NULL;
 
-		if (pki_cert_parse(r.items[i].pem, strlen(r.items[i].pem), &ca, NULL) != IOTP_OK)
+		/* The row was just read, so status and generation are current;
+		 * only the parse of its (immutable) PEM comes from the cache. */
+		if (ca_cache_get(r.items[i].id, r.items[i].pem, strlen(r.items[i].pem), &ca, NULL) !=
+		    IOTP_OK)
 			continue;
 		if (X509_verify(cert, X509_get0_pubkey(ca)) == 1)
 			match = i;

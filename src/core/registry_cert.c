@@ -341,48 +341,63 @@ static iotp_rc register_status(const struct registry_cert_register *in,
 	return IOTP_OK;
 }
 
+static iotp_rc register_pem_size(const struct registry_cert_register *in,
+                                 struct iotp_err *err)
+{
+	if (in->cert_pem == NULL || *in->cert_pem == '\0' || strlen(in->cert_pem) > PEM_MAX)
+		return iotp_err_set(err, IOTP_ERR_INVALID, "certificatePem must be 1 to %d bytes",
+		                    PEM_MAX);
+	return IOTP_OK;
+}
+
+/* The key and validity rules of a certificate to register. */
+static iotp_rc register_check(X509 *x, struct iotp_err *err)
+{
+	int64_t nb = 0, na = 0, now = util_now();
+	iotp_rc rc;
+
+	if ((rc = pki_key_check(pki_cert_pubkey(x), err)) != IOTP_OK ||
+	    (rc = pki_cert_validity(x, &nb, &na, err)) != IOTP_OK)
+		return rc;
+	if (now < nb || now > na)
+		return iotp_err_set(err, IOTP_ERR_CERT, "the certificate is %s",
+		                    now < nb ? "not valid yet" : "expired");
+	return IOTP_OK;
+}
+
 /* Parses the certificate to register and checks its key and validity. */
 static iotp_rc register_parse(const struct registry_cert_register *in, X509 **out,
                               struct iotp_err *err)
 {
-	int64_t nb = 0, na = 0, now = util_now();
 	X509 *x = NULL;
 	iotp_rc rc;
 
-	if (in->cert_pem == NULL || *in->cert_pem == '\0' || strlen(in->cert_pem) > PEM_MAX)
-		return iotp_err_set(err, IOTP_ERR_INVALID, "certificatePem must be 1 to %d bytes",
-		                    PEM_MAX);
+	if ((rc = register_pem_size(in, err)) != IOTP_OK)
+		return rc;
 	if ((rc = pki_cert_parse(in->cert_pem, strlen(in->cert_pem), &x, err)) != IOTP_OK)
 		return rc;
-	if ((rc = pki_key_check(pki_cert_pubkey(x), err)) != IOTP_OK ||
-	    (rc = pki_cert_validity(x, &nb, &na, err)) != IOTP_OK)
-		goto fail;
-	if (now < nb || now > na) {
-		rc = iotp_err_set(err, IOTP_ERR_CERT, "the certificate is %s",
-		                  now < nb ? "not valid yet" : "expired");
-		goto fail;
+	if ((rc = register_check(x, err)) != IOTP_OK) {
+		X509_free(x);
+		return rc;
 	}
 	*out = x;
 	return IOTP_OK;
-fail:
-	X509_free(x);
-	return rc;
 }
 
-iotp_rc registry_cert_register(struct iotp_core *core, const char *actor,
-                               const struct registry_cert_register *in,
-                               struct registry_ref *out, struct iotp_err *err)
+/* RegisterCertificate once x (the parse of in->cert_pem) has passed
+ * register_check: the CA, the status rule and the insertion. */
+static iotp_rc register_under_ca(struct iotp_core *core, const char *actor,
+                                 const struct registry_cert_register *in, X509 *x,
+                                 enum registry_cert_status status, struct registry_ref *out,
+                                 struct iotp_err *err)
 {
 	struct registry_ca ca = {0};
 	struct registry_ref ref = {0};
-	struct cert_new n = {.action = "cert.register"};
-	X509 *x = NULL, *cax = NULL;
+	struct cert_new n = {.action = "cert.register", .status = status};
+	X509 *cax = NULL;
 	char res[PKI_CERT_ID_LEN + 6];
 	iotp_rc rc;
 
-	if ((rc = register_status(in, &n.status, err)) != IOTP_OK ||
-	    (rc = register_parse(in, &x, err)) != IOTP_OK)
-		return rc;
 	if (in->ca_pem != NULL) {
 		char caid[PKI_CERT_ID_LEN + 1];
 
@@ -426,9 +441,39 @@ iotp_rc registry_cert_register(struct iotp_core *core, const char *actor,
 	*out = ref;
 out:
 	registry_ca_cleanup(&ca);
-	X509_free(x);
 	X509_free(cax);
 	return rc;
+}
+
+iotp_rc registry_cert_register(struct iotp_core *core, const char *actor,
+                               const struct registry_cert_register *in,
+                               struct registry_ref *out, struct iotp_err *err)
+{
+	enum registry_cert_status status = REGISTRY_CERT_INACTIVE;
+	X509 *x = NULL;
+	iotp_rc rc;
+
+	if ((rc = register_status(in, &status, err)) != IOTP_OK ||
+	    (rc = register_parse(in, &x, err)) != IOTP_OK)
+		return rc;
+	rc = register_under_ca(core, actor, in, x, status, out, err);
+	X509_free(x);
+	return rc;
+}
+
+iotp_rc registry_cert_register_x509(struct iotp_core *core, const char *actor,
+                                    const struct registry_cert_register *in, X509 *cert,
+                                    struct registry_ref *out, struct iotp_err *err)
+{
+	enum registry_cert_status status = REGISTRY_CERT_INACTIVE;
+	iotp_rc rc;
+
+	if (cert == NULL)
+		return iotp_err_set(err, IOTP_ERR_INVALID, "no certificate");
+	if ((rc = register_status(in, &status, err)) != IOTP_OK ||
+	    (rc = register_pem_size(in, err)) != IOTP_OK || (rc = register_check(cert, err)) != IOTP_OK)
+		return rc;
+	return register_under_ca(core, actor, in, cert, status, out, err);
 }
 
 iotp_rc registry_cert_register_no_ca(struct iotp_core *core, const char *actor,

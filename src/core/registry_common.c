@@ -19,14 +19,41 @@
 #define ATTR_VALUE_MAX 800
 #define TOKEN_KEY_MAX 600
 
+/* The caller's level that registry calls join instead of opening their own
+ * savepoint (see registry_tx_flat_begin). Per thread, because a store
+ * connection belongs to one thread; keyed by the store so that another
+ * connection on the same thread is never affected. */
+static _Thread_local struct registry_flat flat_now;
+
+#define FLAT_DEPTH (-1) /* *depth0 of a call that joined the caller's level */
+
+void registry_tx_flat_begin(struct iotp_core *core, struct registry_flat *saved)
+{
+	*saved = flat_now;
+	flat_now.store = core->store;
+	flat_now.depth = store_tx_depth(core->store);
+}
+
+void registry_tx_flat_end(const struct registry_flat *saved)
+{
+	flat_now = *saved;
+}
+
 iotp_rc reg_tx_begin(struct iotp_core *core, int *depth0, struct iotp_err *err)
 {
+	if (flat_now.store == core->store && flat_now.depth > 0 &&
+	    store_tx_depth(core->store) == flat_now.depth) {
+		*depth0 = FLAT_DEPTH;
+		return IOTP_OK;
+	}
 	*depth0 = store_tx_depth(core->store);
 	return store_begin(core->store, err);
 }
 
 iotp_rc reg_tx_end(struct iotp_core *core, int depth0, iotp_rc rc, struct iotp_err *err)
 {
+	if (depth0 == FLAT_DEPTH)
+		return rc; /* the caller's level commits or rolls back as a unit */
 	if (rc == IOTP_OK) {
 		rc = store_commit(core->store, err);
 		if (rc == IOTP_OK)

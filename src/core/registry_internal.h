@@ -14,6 +14,24 @@
 #include "core/registry.h"
 #include "core/store/store.h"
 
+/* Registry calls made by a caller that rolls back its whole transaction
+ * level when any of them fails (prov_apply) need no savepoint of their own:
+ * between registry_tx_flat_begin (right after the caller's store_begin) and
+ * registry_tx_flat_end (before its commit or rollback), reg_tx_begin at the
+ * caller's depth on this thread joins the caller's level and reg_tx_end
+ * only passes the code on. A failing call then leaves its partial writes
+ * (and, for a failed statement, the poisoned level) to the caller, which
+ * must roll its level back: that is the contract of using this. The
+ * caller's own level is a real one, so a transaction around the caller (a
+ * bulk batch) stays usable after the caller's rollback. saved keeps the
+ * previous state for nesting; end restores it. */
+struct registry_flat {
+	const struct store *store;
+	int depth;
+};
+void registry_tx_flat_begin(struct iotp_core *core, struct registry_flat *saved);
+void registry_tx_flat_end(const struct registry_flat *saved);
+
 /* Pairs with reg_tx_end: remembers the depth so that a failing call unwinds
  * exactly its own level. */
 iotp_rc reg_tx_begin(struct iotp_core *core, int *depth0, struct iotp_err *err);

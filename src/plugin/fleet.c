@@ -26,32 +26,47 @@
 #include "core/provision.h"
 #include "plugin/plugin.h"
 
+/* Builds the reply result for topic t (accepted when ok) around an encoded
+ * payload, which it takes (result_free wipes it, even on failure). */
+static struct result *reply_payload(const struct fleet_topic *t, int ok, void *payload,
+                                    size_t len, const char *client_id, uint64_t serial)
+{
+	struct result *r = NULL;
+	char topic[sizeof(t->base) + 16];
+
+	snprintf(topic, sizeof(topic), "%s/%s", t->base, ok ? "accepted" : "rejected");
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		OPENSSL_clear_free(payload, len);
+		return NULL;
+	}
+	r->payload = payload;
+	r->len = len;
+	if ((r->topic = strdup(topic)) == NULL || (r->client_id = strdup(client_id)) == NULL) {
+		result_free(r);
+		return NULL;
+	}
+	r->kind = RESULT_PUBLISH;
+	r->conn_serial = serial;
+	return r;
+}
+
 /* Builds the reply result for topic t (accepted when ok). Takes obj. */
 static struct result *reply_new(const struct fleet_topic *t, int ok, json_t *obj,
                                 const char *client_id, uint64_t serial)
 {
-	struct result *r = NULL;
 	struct iotp_err err;
-	char topic[sizeof(t->base) + 16];
+	void *payload = NULL;
+	size_t len = 0;
 
 	if (obj == NULL)
-		goto fail;
-	snprintf(topic, sizeof(topic), "%s/%s", t->base, ok ? "accepted" : "rejected");
-	if ((r = calloc(1, sizeof(*r))) == NULL || (r->topic = strdup(topic)) == NULL ||
-	    (r->client_id = strdup(client_id)) == NULL)
-		goto fail;
-	if (fleet_encode(t->fmt, obj, &r->payload, &r->len, &err) != IOTP_OK) {
-		LOG_ERROR("broker: reply on %s not encoded: %s", topic, err.msg);
-		goto fail;
+		return NULL;
+	if (fleet_encode(t->fmt, obj, &payload, &len, &err) != IOTP_OK) {
+		LOG_ERROR("broker: reply on %s not encoded: %s", t->base, err.msg);
+		json_decref(obj);
+		return NULL;
 	}
-	r->kind = RESULT_PUBLISH;
-	r->conn_serial = serial;
 	json_decref(obj);
-	return r;
-fail:
-	json_decref(obj);
-	result_free(r);
-	return NULL;
+	return reply_payload(t, ok, payload, len, client_id, serial);
 }
 
 /* The rejected reply for a failure of the engine or of decoding. Client
@@ -124,6 +139,8 @@ struct result *fleet_run(struct plugin *pl, struct iotp_core *core, struct job *
 	struct iotp_err err;
 	struct result *r;
 	json_t *obj = NULL;
+	void *payload = NULL; /* create replies, encoded without jansson */
+	size_t len = 0;
 	iotp_rc rc;
 	int ok = 0;
 
@@ -135,17 +152,26 @@ struct result *fleet_run(struct plugin *pl, struct iotp_core *core, struct job *
 	switch (j->topic.op) {
 	case FLEET_CREATE:
 		rc = prov_create_keys_and_certificate(core, &who, &nc, &err);
-		if (rc == IOTP_OK)
-			obj = json_pack("{s:s, s:s, s:s, s:s}", "certificateId", nc.cert_id,
-			                "certificatePem", nc.cert_pem, "privateKey", nc.private_key_pem,
-			                "certificateOwnershipToken", nc.token);
+		if (rc == IOTP_OK) {
+			/* The private key goes straight into the one payload buffer,
+			 * which result_free wipes: no jansson or libcbor copies. */
+			const char *kv[] = {"certificateId", nc.cert_id, "certificatePem", nc.cert_pem,
+			                    "privateKey", nc.private_key_pem,
+			                    "certificateOwnershipToken", nc.token};
+
+			rc = fleet_encode_strings(j->topic.fmt, kv, 4, &payload, &len, &err);
+		}
 		break;
 	case FLEET_CREATE_CSR:
 		rc = prov_create_certificate_from_csr(core, &who, j->req.csr, strlen(j->req.csr), &nc,
 		                                      &err);
-		if (rc == IOTP_OK)
-			obj = json_pack("{s:s, s:s, s:s}", "certificateId", nc.cert_id, "certificatePem",
-			                nc.cert_pem, "certificateOwnershipToken", nc.token);
+		if (rc == IOTP_OK) {
+			/* the ownership token is a credential until used: wiped too */
+			const char *kv[] = {"certificateId", nc.cert_id, "certificatePem", nc.cert_pem,
+			                    "certificateOwnershipToken", nc.token};
+
+			rc = fleet_encode_strings(j->topic.fmt, kv, 3, &payload, &len, &err);
+		}
 		break;
 	case FLEET_PROVISION:
 		rc = prov_register_thing(core, &who, j->topic.template_name, j->req.token,
@@ -157,7 +183,7 @@ struct result *fleet_run(struct plugin *pl, struct iotp_core *core, struct job *
 	default:
 		rc = iotp_err_set(&err, IOTP_ERR_INTERNAL, "unknown request");
 	}
-	if (rc == IOTP_OK && obj == NULL)
+	if (rc == IOTP_OK && obj == NULL && payload == NULL)
 		rc = iotp_err_set(&err, IOTP_ERR_NOMEM, "out of memory building the reply");
 	ok = rc == IOTP_OK;
 out:
@@ -169,7 +195,10 @@ out:
 		LOG_INFO("broker: client %s: %s rejected: %s", j->client_id, j->topic.base, err.msg);
 		obj = rejected_for(rc, err.msg);
 	}
-	r = reply_new(&j->topic, ok, obj, j->client_id, j->conn_serial);
+	if (payload != NULL)
+		r = reply_payload(&j->topic, ok, payload, len, j->client_id, j->conn_serial);
+	else
+		r = reply_new(&j->topic, ok, obj, j->client_id, j->conn_serial);
 	if (r != NULL)
 		r->t_start_ms = j->t_start_ms;
 	prov_new_cert_cleanup(&nc);

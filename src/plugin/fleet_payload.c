@@ -9,7 +9,10 @@
 #include <string.h>
 
 #include <cbor.h>
+#include <openssl/crypto.h>
 
+#include "common/buf.h"
+#include "common/enc.h"
 #include "plugin/fleet_payload.h"
 
 #define PARAM_VALUE_MAX 2048
@@ -89,7 +92,8 @@ void fleet_request_cleanup(struct fleet_request *r)
 		return;
 	free(r->csr);
 	if (r->token != NULL) {
-		memset(r->token, 0, strlen(r->token));
+		/* OPENSSL_cleanse: a memset before free() may be optimised away */
+		OPENSSL_cleanse(r->token, strlen(r->token));
 		free(r->token);
 	}
 	json_decref(r->parameters);
@@ -185,6 +189,10 @@ static iotp_rc cbor_value(const cbor_item_t *it, int depth, json_t **out, struct
 				break;
 			if (strlen(json_string_value(k)) != json_string_length(k))
 				rc = iotp_err_set(err, IOTP_ERR_INVALID, "a CBOR map key holds a NUL");
+			else if (json_object_get(v, json_string_value(k)) != NULL)
+				/* as JSON_REJECT_DUPLICATES does for a JSON payload */
+				rc = iotp_err_set(err, IOTP_ERR_INVALID, "duplicate CBOR map key '%.64s'",
+				                  json_string_value(k));
 			if (rc == IOTP_OK)
 				rc = cbor_value(pairs[i].value, depth + 1, &e, err);
 			if (rc == IOTP_OK && json_object_set_new(v, json_string_value(k), e) != 0)
@@ -543,6 +551,21 @@ iotp_rc fleet_encode(enum fleet_fmt fmt, const json_t *obj, void **out, size_t *
 		*len = n;
 		return IOTP_OK;
 	}
+}
+
+iotp_rc fleet_encode_strings(enum fleet_fmt fmt, const char *const *kv, size_t n, void **out,
+                             size_t *len, struct iotp_err *err)
+{
+	struct buf b;
+	iotp_rc rc;
+
+	buf_init(&b, 0);
+	if ((rc = enc_string_map(&b, fmt == FLEET_CBOR, kv, n)) != IOTP_OK) {
+		buf_cleanup_secure(&b);
+		return iotp_err_set(err, rc, "cannot encode the reply");
+	}
+	*out = buf_detach(&b, len);
+	return IOTP_OK;
 }
 
 json_t *fleet_rejected(int status, const char *code, const char *message)

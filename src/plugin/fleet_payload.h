@@ -79,6 +79,13 @@ iotp_rc fleet_cbor_to_json(const void *data, size_t len, json_t **out, struct io
 iotp_rc fleet_encode(enum fleet_fmt fmt, const json_t *obj, void **out, size_t *len,
                      struct iotp_err *err);
 
+/* Encodes a flat object of string members (kv: n names and values
+ * alternating) as fmt wants, written by hand (common/enc.h) so that no
+ * unwiped copy is left behind: the create reply carries a private key.
+ * *out is malloc'ed; the caller wipes and frees it. */
+iotp_rc fleet_encode_strings(enum fleet_fmt fmt, const char *const *kv, size_t n, void **out,
+                             size_t *len, struct iotp_err *err);
+
 /* The rejected reply object {statusCode, errorCode, errorMessage} (new
  * reference, NULL on allocation failure). */
 json_t *fleet_rejected(int status, const char *code, const char *message);

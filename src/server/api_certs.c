@@ -38,12 +38,15 @@ static iotp_rc create_keys_and_certificate(struct api_request *rq, struct api_re
 	    (rc = registry_cert_create_with_keys(rq->core, rq->actor, status, &c, err)) != IOTP_OK)
 		goto out;
 	metrics_cert_issued(rq->metrics, 1);
-	/* The private key exists only in this answer: iotprov never stores it. */
-	rc = api_reply(resp,
-	               json_pack("{s:s, s:s, s:s, s:{s:s, s:s}}", "certificateArn", c.arn,
-	                         "certificateId", c.id, "certificatePem", c.pem, "keyPair",
-	                         "PublicKey", c.public_key_pem, "PrivateKey", c.private_key_pem),
-	               err);
+	/* The private key exists only in this answer: iotprov never stores it,
+	 * and the answer is written so that every copy is wiped. */
+	{
+		const char *members[] = {"certificateArn", c.arn, "certificateId", c.id,
+		                         "certificatePem", c.pem};
+
+		rc = api_reply_with_key(resp, members, 3, c.public_key_pem, c.private_key_pem, NULL,
+		                        0, err);
+	}
 out:
 	registry_cert_created_cleanup(&c);
 	return rc;

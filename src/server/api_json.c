@@ -8,6 +8,7 @@
 
 #include <openssl/x509.h>
 
+#include "common/enc.h"
 #include "common/util.h"
 #include "core/pki.h"
 #include "server/api_json.h"
@@ -161,6 +162,37 @@ iotp_rc api_reply(struct api_response *resp, json_t *body, struct iotp_err *err)
 	if (body == NULL)
 		return iotp_err_set(err, IOTP_ERR_NOMEM, "cannot build the response");
 	return api_response_json(resp, 200, body);
+}
+
+iotp_rc api_reply_with_key(struct api_response *resp, const char *const *members, size_t n,
+                           const char *public_pem, const char *private_pem,
+                           const char *num_name, int64_t num, struct iotp_err *err)
+{
+	struct buf b;
+	iotp_rc rc;
+
+	buf_init(&b, 0);
+	/* {members..., "keyPair": {"PublicKey": ..., "PrivateKey": ...}[, num]} */
+	rc = enc_string_map(&b, 0, members, n);
+	if (rc == IOTP_OK) {
+		const char *kp[] = {"PublicKey", public_pem, "PrivateKey", private_pem};
+
+		b.len--; /* reopen the object: drop its '}' */
+		if ((rc = buf_puts(&b, n > 0 ? ",\"keyPair\":" : "\"keyPair\":")) == IOTP_OK)
+			rc = enc_string_map(&b, 0, kp, 2);
+	}
+	if (rc == IOTP_OK && num_name != NULL) {
+		if ((rc = buf_puts(&b, ",")) == IOTP_OK && (rc = enc_json_string(&b, num_name)) == IOTP_OK)
+			rc = buf_printf(&b, ":%lld", (long long)num);
+	}
+	if (rc == IOTP_OK)
+		rc = buf_puts(&b, "}");
+	if (rc == IOTP_OK)
+		rc = api_response_secret_json(resp, 200, &b);
+	buf_cleanup_secure(&b);
+	if (rc != IOTP_OK)
+		return iotp_err_set(err, IOTP_ERR_NOMEM, "cannot build the response");
+	return IOTP_OK;
 }
 
 int api_json_set_opt(json_t *obj, const char *name, const char *value)

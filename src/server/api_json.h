@@ -62,6 +62,16 @@ iotp_rc api_page_from_query(const struct api_request *rq, const char *token_name
  * reference to body. */
 iotp_rc api_reply(struct api_response *resp, json_t *body, struct iotp_err *err);
 
+/* Sets a 200 JSON response that carries a private key, written by hand so
+ * that the key is never copied into jansson or an unwiped buffer:
+ *   {<members>, "keyPair": {"PublicKey": public_pem, "PrivateKey": private_pem}
+ *    [, <num_name>: num]}
+ * members: n name/value pairs of strings alternating (enc_string_map);
+ * num_name NULL leaves the number out. IOTP_ERR_NOMEM with err set. */
+iotp_rc api_reply_with_key(struct api_response *resp, const char *const *members, size_t n,
+                           const char *public_pem, const char *private_pem,
+                           const char *num_name, int64_t num, struct iotp_err *err);
+
 /* Adds name: value to obj when value is neither NULL nor "". Returns 0, or
  * -1 when jansson failed (out of memory, not UTF-8). */
 int api_json_set_opt(json_t *obj, const char *name, const char *value);

@@ -18,57 +18,7 @@
 #include "common/util.h"
 #include "core/provision.h"
 #include "server/api.h"
-
-/* Refuses members outside names: a typo is an error, not a silent no-op. */
-static iotp_rc only_members(const struct api_request *rq, const char *const *names, size_t n,
-                            struct iotp_err *err)
-{
-	const char *k;
-	json_t *v;
-
-	if (rq->json == NULL)
-		return IOTP_OK;
-	json_object_foreach(rq->json, k, v) {
-		size_t i;
-
-		for (i = 0; i < n && strcmp(names[i], k) != 0; i++)
-			;
-		if (i == n)
-			return iotp_err_set(err, IOTP_ERR_INVALID,
-			                    "unknown member '%.60s' in the request body", k);
-	}
-	return IOTP_OK;
-}
-
-/* tags: accepted when absent or empty; iotprov keeps no tags. */
-static iotp_rc no_tags(const struct api_request *rq, struct iotp_err *err)
-{
-	const json_t *tags = NULL;
-	iotp_rc rc = api_body_array(rq, "tags", 0, &tags, err);
-
-	if (rc == IOTP_OK && tags != NULL && json_array_size(tags) > 0)
-		rc = iotp_err_set(err, IOTP_ERR_UNSUPPORTED,
-		                  "tags are not supported by iotprov: leave them out");
-	return rc;
-}
-
-static iotp_rc reply(struct api_response *resp, json_t *body, struct iotp_err *err)
-{
-	if (body == NULL)
-		return iotp_err_set(err, IOTP_ERR_NOMEM, "cannot build the response");
-	return api_response_json(resp, 200, body);
-}
-
-static iotp_rc page_from_query(const struct api_request *rq, struct registry_page *page,
-                               struct iotp_err *err)
-{
-	int64_t max = 0;
-	iotp_rc rc = api_query_int(rq, "maxResults", 1, REGISTRY_PAGE_MAX, &max, err);
-
-	page->token = api_query(rq, "nextToken");
-	page->max = (int)max;
-	return rc;
-}
+#include "server/api_json.h"
 
 static iotp_rc version_param(const struct api_request *rq, int *out, struct iotp_err *err)
 {
@@ -96,8 +46,9 @@ static iotp_rc create_template(struct api_request *rq, struct api_response *resp
 
 	memset(&in, 0, sizeof(in));
 	memset(&ref, 0, sizeof(ref));
-	if ((rc = only_members(rq, names, sizeof(names) / sizeof(names[0]), err)) != IOTP_OK ||
-	    (rc = no_tags(rq, err)) != IOTP_OK ||
+	if ((rc = api_json_only(rq->json, "the request body", names,
+	                        sizeof(names) / sizeof(names[0]), err)) != IOTP_OK ||
+	    (rc = api_json_no_tags(rq->json, err)) != IOTP_OK ||
 	    (rc = api_body_string(rq, "templateName", 1, &name, err)) != IOTP_OK ||
 	    (rc = api_body_string(rq, "description", 0, &desc, err)) != IOTP_OK ||
 	    (rc = api_body_string(rq, "templateBody", 1, &body, err)) != IOTP_OK ||
@@ -130,7 +81,7 @@ static iotp_rc create_template(struct api_request *rq, struct api_response *resp
 	}
 	if (rc != IOTP_OK)
 		return rc;
-	return reply(resp,
+	return api_reply(resp,
 	             json_pack("{s:s, s:s, s:i}", "templateArn", ref.arn, "templateName", ref.name,
 	                       "defaultVersionId", 1),
 	             err);
@@ -165,7 +116,7 @@ static iotp_rc describe_template(struct api_request *rq, struct api_response *re
 	iotp_rc rc = prov_template_describe(rq->core, api_param(rq, "templateName"), &t, err);
 
 	if (rc == IOTP_OK)
-		rc = reply(resp, template_json(&t, 1), err);
+		rc = api_reply(resp, template_json(&t, 1), err);
 	prov_template_cleanup(&t);
 	return rc;
 }
@@ -178,7 +129,7 @@ static iotp_rc list_templates(struct api_request *rq, struct api_response *resp,
 	json_t *items = NULL, *body = NULL;
 	iotp_rc rc;
 
-	if ((rc = page_from_query(rq, &page, err)) != IOTP_OK ||
+	if ((rc = api_page_from_query(rq, "nextToken", "maxResults", &page, err)) != IOTP_OK ||
 	    (rc = prov_template_list(rq->core, &page, &l, err)) != IOTP_OK)
 		return rc;
 	items = json_array();
@@ -191,7 +142,7 @@ static iotp_rc list_templates(struct api_request *rq, struct api_response *resp,
 	if (items != NULL)
 		body = json_pack("{s:o, s:s?}", "templates", items, "nextToken", l.next_token);
 	prov_template_list_cleanup(&l);
-	return reply(resp, body, err);
+	return api_reply(resp, body, err);
 }
 
 static iotp_rc update_template(struct api_request *rq, struct api_response *resp,
@@ -206,7 +157,8 @@ static iotp_rc update_template(struct api_request *rq, struct api_response *resp
 	iotp_rc rc;
 
 	up.name = api_param(rq, "templateName");
-	if ((rc = only_members(rq, names, sizeof(names) / sizeof(names[0]), err)) != IOTP_OK ||
+	if ((rc = api_json_only(rq->json, "the request body", names,
+	                        sizeof(names) / sizeof(names[0]), err)) != IOTP_OK ||
 	    (rc = api_body_string(rq, "description", 0, &up.description, err)) != IOTP_OK ||
 	    (rc = api_body_bool(rq, "enabled", 0, &up.enabled, err)) != IOTP_OK ||
 	    (rc = api_body_int(rq, "defaultVersionId", 0, 1, INT32_MAX, &dv, err)) != IOTP_OK ||
@@ -218,7 +170,7 @@ static iotp_rc update_template(struct api_request *rq, struct api_response *resp
 	up.hook = hook;
 	if ((rc = prov_template_update(rq->core, rq->actor, &up, err)) != IOTP_OK)
 		return rc;
-	return reply(resp, json_object(), err);
+	return api_reply(resp, json_object(), err);
 }
 
 static iotp_rc delete_template(struct api_request *rq, struct api_response *resp,
@@ -226,7 +178,7 @@ static iotp_rc delete_template(struct api_request *rq, struct api_response *resp
 {
 	iotp_rc rc = prov_template_delete(rq->core, rq->actor, api_param(rq, "templateName"), err);
 
-	return rc != IOTP_OK ? rc : reply(resp, json_object(), err);
+	return rc != IOTP_OK ? rc : api_reply(resp, json_object(), err);
 }
 
 /* ---- versions ---- */
@@ -241,7 +193,7 @@ static iotp_rc create_version(struct api_request *rq, struct api_response *resp,
 	json_t *out;
 	iotp_rc rc;
 
-	if ((rc = only_members(rq, names, 1, err)) != IOTP_OK ||
+	if ((rc = api_json_only(rq->json, "the request body", names, 1, err)) != IOTP_OK ||
 	    (rc = api_body_string(rq, "templateBody", 1, &body, err)) != IOTP_OK ||
 	    (rc = api_query_bool(rq, "setAsDefault", &set_default, err)) != IOTP_OK ||
 	    (rc = prov_template_version_create(rq->core, rq->actor, name, body, set_default,
@@ -251,7 +203,7 @@ static iotp_rc create_version(struct api_request *rq, struct api_response *resp,
 	out = json_pack("{s:s, s:s, s:i, s:b}", "templateArn", t.arn, "templateName", t.name,
 	                "versionId", version, "isDefaultVersion", t.default_version == version);
 	prov_template_cleanup(&t);
-	return reply(resp, out, err);
+	return api_reply(resp, out, err);
 }
 
 static iotp_rc list_versions(struct api_request *rq, struct api_response *resp,
@@ -262,7 +214,7 @@ static iotp_rc list_versions(struct api_request *rq, struct api_response *resp,
 	json_t *items = NULL, *body = NULL;
 	iotp_rc rc;
 
-	if ((rc = page_from_query(rq, &page, err)) != IOTP_OK ||
+	if ((rc = api_page_from_query(rq, "nextToken", "maxResults", &page, err)) != IOTP_OK ||
 	    (rc = prov_template_version_list(rq->core, api_param(rq, "templateName"), &page, &l,
 	                                     err)) != IOTP_OK)
 		return rc;
@@ -280,7 +232,7 @@ static iotp_rc list_versions(struct api_request *rq, struct api_response *resp,
 	if (items != NULL)
 		body = json_pack("{s:o, s:s?}", "versions", items, "nextToken", l.next_token);
 	prov_template_version_list_cleanup(&l);
-	return reply(resp, body, err);
+	return api_reply(resp, body, err);
 }
 
 static iotp_rc describe_version(struct api_request *rq, struct api_response *resp,
@@ -294,7 +246,7 @@ static iotp_rc describe_version(struct api_request *rq, struct api_response *res
 	    (rc = prov_template_version_describe(rq->core, api_param(rq, "templateName"), version,
 	                                         &v, err)) != IOTP_OK)
 		return rc;
-	rc = reply(resp,
+	rc = api_reply(resp,
 	           json_pack("{s:i, s:I, s:s, s:b}", "versionId", v.version, "creationDate",
 	                     (json_int_t)v.created, "templateBody", v.body, "isDefaultVersion",
 	                     v.is_default),
@@ -313,7 +265,7 @@ static iotp_rc delete_version(struct api_request *rq, struct api_response *resp,
 	    (rc = prov_template_version_delete(rq->core, rq->actor, api_param(rq, "templateName"),
 	                                       version, err)) != IOTP_OK)
 		return rc;
-	return reply(resp, json_object(), err);
+	return api_reply(resp, json_object(), err);
 }
 
 /* ---- RegisterThing and claims ---- */
@@ -328,7 +280,7 @@ static iotp_rc register_thing(struct api_request *rq, struct api_response *resp,
 	json_t *out;
 	iotp_rc rc;
 
-	if ((rc = only_members(rq, names, 2, err)) != IOTP_OK ||
+	if ((rc = api_json_only(rq->json, "the request body", names, 2, err)) != IOTP_OK ||
 	    (rc = api_body_string(rq, "templateBody", 1, &body, err)) != IOTP_OK ||
 	    (rc = api_body_object(rq, "parameters", 0, &params, err)) != IOTP_OK ||
 	    (rc = prov_register_thing_body(rq->core, rq->actor, body, strlen(body), params, &r,
@@ -341,23 +293,24 @@ static iotp_rc register_thing(struct api_request *rq, struct api_response *resp,
 		out = NULL;
 	}
 	prov_result_cleanup(&r);
-	return reply(resp, out, err);
+	return api_reply(resp, out, err);
 }
 
 static iotp_rc create_claim(struct api_request *rq, struct api_response *resp,
                             struct iotp_err *err)
 {
 	struct prov_claim c = {0};
-	json_t *out;
 	iotp_rc rc = prov_claim_create(rq->core, rq->actor, api_param(rq, "templateName"), &c, err);
 
-	if (rc != IOTP_OK)
-		return rc;
-	out = json_pack("{s:s, s:s, s:{s:s, s:s}, s:I}", "certificateId", c.cert_id,
-	                "certificatePem", c.cert_pem, "keyPair", "PublicKey", c.public_key_pem,
-	                "PrivateKey", c.private_key_pem, "expiration", (json_int_t)c.expiration);
+	if (rc == IOTP_OK) {
+		/* Written by hand so that the claim's private key can be wiped. */
+		const char *members[] = {"certificateId", c.cert_id, "certificatePem", c.cert_pem};
+
+		rc = api_reply_with_key(resp, members, 2, c.public_key_pem, c.private_key_pem,
+		                        "expiration", c.expiration, err);
+	}
 	prov_claim_cleanup(&c);
-	return reply(resp, out, err);
+	return rc;
 }
 
 static const struct route routes[] = {

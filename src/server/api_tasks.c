@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "core/bulk.h"
 #include "core/core.h"
+#include "core/store/store.h"
 #include "server/api_json.h"
 #include "server/api_tasks.h"
 
@@ -175,7 +176,10 @@ static iotp_rc get_report(struct api_request *rq, struct api_response *resp,
 		return iotp_err_set(err, IOTP_ERR_INVALID, "the report part must be a number");
 	if ((rc = bulk_report_count(rq->core, id, kind, &count, err)) != IOTP_OK)
 		return rc;
-	if (part * BULK_REPORT_PART_LINES >= count && !(part == 0 && count == 0))
+	/* parts = ceil(count / lines), compared without part * lines (part
+	 * may be as large as INT64_MAX / 2) */
+	if (part >= (count + BULK_REPORT_PART_LINES - 1) / BULK_REPORT_PART_LINES &&
+	    !(part == 0 && count == 0))
 		return iotp_err_set(err, IOTP_ERR_NOT_FOUND, "report part %lld of task %s not found",
 		                    (long long)part, id);
 	buf_init(&b, 0);
@@ -187,18 +191,30 @@ static iotp_rc get_report(struct api_request *rq, struct api_response *resp,
 	return rc;
 }
 
-/* PUT /iotprov/import-files?bucket&key&offset: raw body appended at offset. */
+/* PUT /iotprov/import-files?bucket&key&offset: raw body appended at offset.
+ * Each chunk is audited once written (the file system and the store share
+ * no transaction: a failed audit is logged, the chunk stays). */
 static iotp_rc put_import_file(struct api_request *rq, struct api_response *resp,
                                struct iotp_err *err)
 {
+	const char *bucket = api_query(rq, "bucket"), *key = api_query(rq, "key");
+	char object[BULK_BUCKET_MAX + BULK_KEY_MAX + 16], detail[96];
+	struct iotp_err aerr;
 	int64_t offset = 0, size = 0;
 	iotp_rc rc;
 
 	if ((rc = api_query_int(rq, "offset", 0, INT64_MAX / 2, &offset, err)) != IOTP_OK)
 		return rc;
-	if ((rc = bulk_input_write(rq->core->conf, api_query(rq, "bucket"), api_query(rq, "key"),
-	                           offset, rq->body, rq->body_len, &size, err)) != IOTP_OK)
+	if ((rc = bulk_input_write(rq->core->conf, bucket, key, offset, rq->body, rq->body_len,
+	                           &size, err)) != IOTP_OK)
 		return rc;
+	/* bucket and key passed bulk_input_write's character checks */
+	snprintf(object, sizeof(object), "importfile/%s/%s", bucket, key);
+	snprintf(detail, sizeof(detail), "{\"offset\":%lld,\"bytes\":%zu,\"size\":%lld}",
+	         (long long)offset, rq->body_len, (long long)size);
+	if (store_event_append(rq->core->store, rq->actor, "importfile.write", object, detail, NULL,
+	                       &aerr) != IOTP_OK)
+		LOG_ERROR("tasks: %s: upload of %s not audited: %s", rq->request_id, object, aerr.msg);
 	return api_reply(resp, json_pack("{s:I}", "size", (json_int_t)size), err);
 }
 

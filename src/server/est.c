@@ -27,21 +27,6 @@
 /* ------------------------------------------------------------------ */
 /* Codecs                                                              */
 
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* Strict base64 with whitespace skipped; out has room for len * 3 / 4 + 3. */
 static iotp_rc b64_decode(const char *in, size_t len, unsigned char *out, size_t *out_len,
                           struct iotp_err *err)
@@ -59,7 +44,7 @@ static iotp_rc b64_decode(const char *in, size_t len, unsigned char *out, size_t
 			pad++;
 			continue;
 		}
-		if (pad > 0 || (v = b64val(c)) < 0)
+		if (pad > 0 || (v = util_b64val(c)) < 0)
 			return iotp_err_set(err, IOTP_ERR_INVALID,
 			                    "the body is not base64 (character %zu)", i + 1);
 		acc = acc << 6 | (uint32_t)v;

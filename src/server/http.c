@@ -134,10 +134,7 @@ static iotp_rc make_ssl_ctx(const struct iotp_conf *conf, SSL_CTX **out, struct 
 		goto out;
 	}
 	if ((rc = pki_key_read_file(key, &pkey, err)) != IOTP_OK) {
-		char msg[IOTP_ERR_MSG_MAX];
-
-		util_strlcpy(msg, err != NULL ? err->msg : "", sizeof(msg));
-		rc = iotp_err_set(err, IOTP_ERR_CONFIG, "[api] tls_key: %s", msg);
+		rc = iotp_err_prefix(err, IOTP_ERR_CONFIG, "[api] tls_key");
 		goto out;
 	}
 	if (SSL_CTX_use_PrivateKey(ctx, pkey) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
@@ -346,21 +343,61 @@ static const char *method_name(enum evhttp_cmd_type cmd)
 	return "UNKNOWN";
 }
 
-static void send_body(struct exchange *x, int status, const char *content_type,
-                      const char *body, size_t len)
+static void send_headers(struct exchange *x, const char *content_type)
 {
 	struct evkeyvalq *oh = evhttp_request_get_output_headers(x->req);
-	struct evbuffer *ob = evhttp_request_get_output_buffer(x->req);
 
 	evhttp_add_header(oh, "Content-Type",
 	                  content_type != NULL ? content_type : "application/json");
 	evhttp_add_header(oh, "x-amzn-RequestId", x->request_id);
 	if (x->srv->stopping)
 		evhttp_add_header(oh, "Connection", "close");
+}
+
+static void send_body(struct exchange *x, int status, const char *content_type,
+                      const char *body, size_t len)
+{
+	send_headers(x, content_type);
 	if (len > 0)
-		evbuffer_add(ob, body, len);
+		evbuffer_add(evhttp_request_get_output_buffer(x->req), body, len);
 	x->status = status;
 	evhttp_send_reply(x->req, status, NULL, NULL);
+}
+
+/* evbuffer reference cleanup: the secret body has been written to the TLS
+ * connection (or the connection went away). */
+static void secret_sent(const void *data, size_t len, void *extra)
+{
+	(void)extra;
+	OPENSSL_cleanse((void *)data, len);
+	free((void *)data);
+}
+
+static void reply_error(struct exchange *x, const struct api_error *e, const char *detail,
+                        const json_t *extra, const char *allow);
+
+/* Sends a body that holds a secret (api_response_secret_json). The
+ * evbuffer refers to it instead of copying, libevent moves the reference
+ * to the connection's output buffer, and secret_sent wipes it once
+ * written: one copy from the handler to the socket. Takes resp->text. */
+static void send_secret(struct exchange *x, struct api_response *resp)
+{
+	char *body = resp->text;
+	size_t len = resp->text_len;
+
+	resp->text = NULL;
+	resp->text_len = 0;
+	resp->secret = 0;
+	if (evbuffer_add_reference(evhttp_request_get_output_buffer(x->req), body, len,
+	                           secret_sent, NULL) != 0) {
+		secret_sent(body, len, NULL);
+		reply_error(x, api_error_for(IOTP_ERR_NOMEM), "cannot queue the response", NULL,
+		            NULL);
+		return;
+	}
+	send_headers(x, resp->content_type);
+	x->status = resp->status;
+	evhttp_send_reply(x->req, resp->status, NULL, NULL);
 }
 
 /* Sends an AWS error. detail is the message for 4xx; for 5xx it is logged
@@ -408,6 +445,10 @@ static void reply_response(struct exchange *x, struct api_response *resp)
 		}
 		send_body(x, resp->status, NULL, body, strlen(body));
 		free(body);
+		return;
+	}
+	if (resp->text != NULL && resp->secret) {
+		send_secret(x, resp);
 		return;
 	}
 	if (resp->text != NULL) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <event2/http.h>
+#include <openssl/crypto.h>
 
 #include "common/util.h"
 #include "server/router.h"
@@ -230,17 +231,6 @@ enum router_result router_match(const struct router *r, const char *method, cons
 	return path_found ? ROUTER_NO_METHOD : ROUTER_NO_PATH;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 iotp_rc api_percent_decode(const char *s, size_t n, char **out)
 {
 	char *d = malloc(n + 1);
@@ -254,8 +244,8 @@ iotp_rc api_percent_decode(const char *s, size_t n, char **out)
 		if (c == '%') {
 			int hi, lo;
 
-			if (n - i < 3 || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0 ||
-			    (hi == 0 && lo == 0)) {
+			if (n - i < 3 || (hi = util_hexval(s[i + 1])) < 0 ||
+			    (lo = util_hexval(s[i + 2])) < 0 || (hi == 0 && lo == 0)) {
 				free(d);
 				return IOTP_ERR_INVALID;
 			}
@@ -537,11 +527,22 @@ void api_response_init(struct api_response *resp)
 	resp->status = 200;
 }
 
+/* Frees the text body, wiping it first when it holds a secret. */
+static void text_free(struct api_response *resp)
+{
+	if (resp->text != NULL && resp->secret)
+		OPENSSL_cleanse(resp->text, resp->text_len);
+	free(resp->text);
+	resp->text = NULL;
+	resp->text_len = 0;
+	resp->secret = 0;
+}
+
 void api_response_cleanup(struct api_response *resp)
 {
 	json_decref(resp->json);
 	json_decref(resp->error_extra);
-	free(resp->text);
+	text_free(resp);
 	for (int i = 0; i < resp->nheaders; i++)
 		free(resp->headers[i].value);
 	memset(resp, 0, sizeof(*resp));
@@ -567,13 +568,31 @@ iotp_rc api_response_text(struct api_response *resp, int status, const char *con
 		return IOTP_ERR_NOMEM;
 	memcpy(copy, text, len);
 	copy[len] = '\0';
-	free(resp->text);
+	text_free(resp);
 	json_decref(resp->json);
 	resp->json = NULL;
 	resp->text = copy;
 	resp->text_len = len;
 	resp->status = status;
 	resp->content_type = content_type;
+	return IOTP_OK;
+}
+
+iotp_rc api_response_secret_json(struct api_response *resp, int status, struct buf *body)
+{
+	size_t len = 0;
+	char *text = buf_detach(body, &len);
+
+	if (text == NULL)
+		return IOTP_ERR_INVALID;
+	text_free(resp);
+	json_decref(resp->json);
+	resp->json = NULL;
+	resp->text = text;
+	resp->text_len = len;
+	resp->secret = 1;
+	resp->status = status;
+	resp->content_type = NULL;
 	return IOTP_OK;
 }
 

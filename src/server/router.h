@@ -45,6 +45,7 @@
 #include <jansson.h>
 #include <openssl/x509.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "core/accesskey.h"
 #include "core/core.h"
@@ -125,6 +126,8 @@ struct api_response {
 	json_t *json;                 /* owned: the body when set */
 	char *text;                   /* owned: the body when json is NULL */
 	size_t text_len;
+	int secret;                   /* text holds a private key: wiped when freed,
+	                               * sent without copies (api_response_secret_json) */
 	const char *content_type;     /* static string; NULL means application/json */
 	/* Extra members of an error body (resourceId, resourceArn), owned;
 	 * used only when the handler returns an error. */
@@ -208,6 +211,12 @@ iotp_rc api_response_json(struct api_response *resp, int status, json_t *body);
 /* Sets status and a text body (copied) with a static content type. */
 iotp_rc api_response_text(struct api_response *resp, int status, const char *content_type,
                           const char *text, size_t len);
+/* Sets status and a JSON body that carries a secret (a private key),
+ * written by hand into body (common/enc.h) so that no other copy exists:
+ * takes body's content (body is left empty), wipes it when the response is
+ * freed, and the server hands it to the connection by reference, wiping it
+ * once sent. IOTP_ERR_INVALID when body is empty. */
+iotp_rc api_response_secret_json(struct api_response *resp, int status, struct buf *body);
 /* Adds a response header (name static, value copied). IOTP_ERR_LIMIT past
  * API_MAX_RESP_HEADERS. */
 iotp_rc api_response_header(struct api_response *resp, const char *name, const char *value);

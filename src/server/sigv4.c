@@ -39,17 +39,6 @@ static int is_unreserved(unsigned char c)
 	       c == '-' || c == '.' || c == '_' || c == '~';
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 enum charset { CS_ALNUM, CS_DIGIT, CS_SCOPE, CS_HEX, CS_TOKEN };
 
 static int in_set(unsigned char c, enum charset set)
@@ -443,8 +432,9 @@ static iotp_rc put_decoded_encoded(struct buf *out, const char *s, size_t n)
 	for (size_t i = 0; i < n && rc == IOTP_OK; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		if (c == '%' && n - i > 2 && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-			c = (unsigned char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+		if (c == '%' && n - i > 2 && util_hexval(s[i + 1]) >= 0 &&
+		    util_hexval(s[i + 2]) >= 0) {
+			c = (unsigned char)(util_hexval(s[i + 1]) * 16 + util_hexval(s[i + 2]));
 			i += 2;
 		}
 		tmp[t++] = c;

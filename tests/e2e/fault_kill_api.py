@@ -16,12 +16,16 @@ same data dir and port, and, three times over:
   - retrying the in-flight requests, as a client does after an error, gives
     200 (CreateThing of an identical thing is idempotent) and no duplicate;
   - `iotprov check` finds no problem in the store.
+
+Last, with the daemon stopped, a dangling principal written into the store by
+hand makes `iotprov check` exit 1 naming it.
 """
 import http.client
 import json
 import os
 import shutil
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -144,6 +148,33 @@ def verify(ctx, rnd):
           (rnd, status, (report or {}).get("problems", err)))
 
 
+def check_finds_damage(ctx):
+    """The other side of `iotprov check`: damage done by hand to the stopped
+    store is reported (exit 1, the problem named), and gone once repaired."""
+    db = os.path.join(ctx.data, "iotprov.db")  # [store] url default: sqlite:iotprov.db
+    if not check(os.path.exists(db), "the store is %s" % db):
+        return
+    thing = sorted(ctx.acked)[0]
+    bad = "INSERT INTO thing_principals (thing_name, principal) VALUES ('%s', 'cert/%s')" % (
+        thing, "0" * 64)
+    r = subprocess.run(["sqlite3", db, bad], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "damage the store by hand (%s)" % r.stderr.strip())
+    status, report, err = rel.check_store(ctx.data)
+    probs = (report or {}).get("problems", [])
+    check(status == 1 and report is not None and report["errors"] == 1 and
+          probs[0]["kind"] == "dangling_principal" and probs[0]["object"] == "thing/" + thing,
+          "iotprov check --json: exit 1 naming the dangling principal (%s %s)" % (status, probs))
+    check("integrity error" in err, "and says so on stderr: %r" % err.strip())
+    r = subprocess.run([rel.IOTPROV, "check", "--data-dir", ctx.data], capture_output=True,
+                       text=True, timeout=120)
+    check(r.returncode == 1 and "dangling_principal" in r.stdout and "1 error(s)" in r.stdout,
+          "iotprov check: a table naming it (%d %r)" % (r.returncode, r.stdout[-300:]))
+    subprocess.run(["sqlite3", db, "DELETE FROM thing_principals WHERE principal = 'cert/%s'" %
+                    ("0" * 64)], capture_output=True, timeout=30)
+    status, report, err = rel.check_store(ctx.data)
+    check(status == 0 and report["errors"] == 0, "repaired: no problem again")
+
+
 class Ctx:
     pass
 
@@ -171,6 +202,8 @@ def main():
         check(healthy(ctx.daemon.port, ctx.ca), "healthz at the end")
         rc = ctx.daemon.stop()
         check(rc == 0, "SIGTERM: exit status %s" % rc)
+        if not failures:
+            section(check_finds_damage, ctx)
     finally:
         if ctx.daemon is not None and ctx.daemon.alive():
             ctx.daemon.kill()

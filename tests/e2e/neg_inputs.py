@@ -33,7 +33,7 @@ import urllib.parse
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from api_e2e import (Daemon, check, failures, healthy, key_create,  # noqa: E402
+from api_e2e import (IOTPROVD, Daemon, check, failures, healthy, key_create,  # noqa: E402
                      make_data_dir, raw_request, section, sign, summary)
 import reliab_e2e as rel  # noqa: E402
 
@@ -362,6 +362,10 @@ def main():
         chain = rel.deep_chain(work, os.path.join(data, "issuing-ca.crt"),
                                os.path.join(data, "issuing-ca.key"), 20)
         print("inputs made in %.1f s" % (time.monotonic() - t0))
+        if rel.sanitized(IOTPROVD):
+            print("iotprovd is built with ASan: its quarantine set to 4 MB so that RSS "
+                  "means something")
+            rel.asan_small_quarantine()
         daemon = Daemon(data)
         ctx = Ctx(daemon, ca, admin, data, tmp)
         ctx.csr16k, ctx.chain = csr16k, chain

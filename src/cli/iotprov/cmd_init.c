@@ -16,7 +16,9 @@
  *                         server + issuing CA), key 0600
  *   ca-bundle.pem         the root: what API and MQTT clients trust
  *   iotprov.db            the registry, with both CAs recorded (origin ROOT
- *                         and ISSUING)
+ *                         and ISSUING); with --store postgresql://... these
+ *                         records go to that database instead, which must
+ *                         not hold another data directory's registry
  *   admin-credentials     the first admin access key, an AWS shared-
  *                         credentials file, profile iotprov, mode 0600
  *   import/               where bulk registration input files go
@@ -56,6 +58,7 @@ struct build {
 	struct iotp_core core;
 	int core_open;
 	struct accesskey key;
+	int in_tx;               /* the records' transaction is open */
 	char suffix[9];          /* random, tells this install's CAs apart */
 };
 
@@ -274,11 +277,17 @@ static iotp_rc make_pki(struct build *b, struct iotp_err *err)
 	return IOTP_OK;
 }
 
+/* The store's records, in one transaction that build_all commits once the
+ * configuration is written: a failed init leaves no records in a shared
+ * PostgreSQL database either. A database that already holds a registry
+ * (its own CAs) belongs to another data directory: copying that directory
+ * is the way to add a host (docs/scale-out.md), a second set of CAs is not. */
 static iotp_rc make_store(struct build *b, struct iotp_err *err)
 {
 	char url[CONF_STR_MAX * 2], path[PATH_MAX];
 	struct store *st = NULL;
 	struct buf creds;
+	int64_t own = 0;
 	iotp_rc rc;
 
 	if ((rc = conf_store_url(&b->conf, url, sizeof(url), err)) != IOTP_OK ||
@@ -286,6 +295,18 @@ static iotp_rc make_store(struct build *b, struct iotp_err *err)
 		return rc;
 	core_init_with_store(&b->core, &b->conf, st);
 	b->core_open = 1;
+	if ((rc = store_begin(st, err)) != IOTP_OK)
+		return rc;
+	b->in_tx = 1;
+	if ((rc = store_query_int(st, "SELECT COUNT(*) FROM cas WHERE origin IN ('ROOT', 'ISSUING')",
+	                          NULL, 0, &own, err)) != IOTP_OK)
+		return rc;
+	if (own > 0)
+		return iotp_err_set(err, IOTP_ERR_EXISTS,
+		                    "the %s store already holds the registry of another data directory "
+		                    "(its CAs): to add a host, copy that data directory "
+		                    "(docs/scale-out.md); for a new deployment use an empty database",
+		                    store_backend_name(st));
 	if ((rc = setup_own_ca_record(&b->core, ACTOR, b->root.cert, "ROOT", err)) != IOTP_OK ||
 	    (rc = setup_own_ca_record(&b->core, ACTOR, b->issuing.cert, "ISSUING", err)) !=
 	            IOTP_OK ||
@@ -301,8 +322,6 @@ static iotp_rc make_store(struct build *b, struct iotp_err *err)
 	buf_cleanup_secure(&creds);
 	if (rc != IOTP_OK)
 		return rc;
-	core_close(&b->core);
-	b->core_open = 0;
 	/* The store holds the access keys' secrets (SigV4 needs them): as
 	 * private as the CA keys. SQLite gives its -wal and -shm files the
 	 * database file's mode. */
@@ -322,11 +341,19 @@ static iotp_rc build_all(struct build *b, struct iotp_err *err)
 	    (rc = util_mkdir(path, 0700, err)) != IOTP_OK)
 		return rc;
 	/* Last, so that a directory with iotprov.conf is always complete. */
-	return write_conf(b, err);
+	if ((rc = write_conf(b, err)) != IOTP_OK)
+		return rc;
+	b->in_tx = 0;
+	rc = store_commit(b->core.store, err);
+	core_close(&b->core);
+	b->core_open = 0;
+	return rc;
 }
 
 static void build_cleanup(struct build *b)
 {
+	if (b->in_tx)
+		store_rollback(b->core.store);
 	if (b->core_open)
 		core_close(&b->core);
 	accesskey_cleanup(&b->key);
@@ -338,23 +365,27 @@ static void build_cleanup(struct build *b)
 
 static void print_summary(const char *path, const struct build *b)
 {
+	int sqlite = strncmp(b->conf.store_url, "sqlite:", 7) == 0;
+
 	printf("iotprov init: created %s\n"
 	       "  %-22s configuration: every option with its default (docs/config.md)\n"
 	       "  %-22s the root CA certificate: what API and MQTT clients trust\n"
 	       "  %-22s root CA \"iotprov Root CA %s\" (key mode 0600)\n"
 	       "  %-22s issuing CA that signs device certificates (key mode 0600)\n"
 	       "  %-22s TLS certificate of the API and broker for %s\n"
-	       "  %-22s the registry (SQLite)\n"
+	       "  %-22s the registry (%s)\n"
 	       "  %-22s first admin access key %s (profile %s, mode 0600)\n"
 	       "Next: iotprov up --data-dir %s\n",
 	       path, DATADIR_CONF, DATADIR_CA_BUNDLE, "root-ca.crt, .key", b->suffix,
-	       "issuing-ca.crt, .key", "server.crt, .key", b->conf.pki_server_names, "iotprov.db",
+	       "issuing-ca.crt, .key", "server.crt, .key", b->conf.pki_server_names,
+	       sqlite ? "iotprov.db" : "[store] url",
+	       sqlite ? "SQLite" : "PostgreSQL, holding the CA records and the key",
 	       DATADIR_CREDENTIALS, b->key.id, DATADIR_PROFILE, path);
 }
 
 int cmd_init(int argc, char **argv)
 {
-	const char *dir = CLI_DEFAULT_DATA_DIR, *key_type = NULL, *names = NULL;
+	const char *dir = CLI_DEFAULT_DATA_DIR, *key_type = NULL, *names = NULL, *store = NULL;
 	const struct cli_opt opts[] = {
 		{"data-dir", 0, "DIR", "where to create it (default " CLI_DEFAULT_DATA_DIR ")", &dir,
 		 NULL},
@@ -362,15 +393,23 @@ int cmd_init(int argc, char **argv)
 		 "ec-p384, rsa-2048", &key_type, NULL},
 		{"server-names", 0, "NAMES", "extra DNS names and IPs for the server certificate, "
 		 "comma-separated", &names, NULL},
+		{"store", 0, "URL", "where the registry lives: postgresql://... for scale-out "
+		 "(default sqlite:iotprov.db in the data directory)", &store, NULL},
 	};
 	const struct cli_spec spec = {
-		"init", "[--data-dir DIR] [--key-type TYPE] [--server-names NAMES]",
+		"init", "[--data-dir DIR] [--key-type TYPE] [--server-names NAMES] [--store URL]",
 		"Creates a data directory (mode 0700): a root CA and an issuing CA, the\n"
 		"server certificate of the API and broker (for localhost, 127.0.0.1, ::1 and\n"
 		"--server-names), ca-bundle.pem for clients, iotprov.conf with every option\n"
 		"and its default, the registry (SQLite) and a first admin access key in\n"
 		"admin-credentials (an AWS shared-credentials file, profile iotprov).\n"
 		"Private keys and credentials are mode 0600.\n"
+		"\n"
+		"With --store postgresql://... the registry is that PostgreSQL database\n"
+		"(written to [store] url): init creates its schema and records the CAs and\n"
+		"the first key there. The database must not hold another data directory's\n"
+		"registry; to add a host to a deployment, copy its data directory instead\n"
+		"(docs/scale-out.md).\n"
 		"\n"
 		"An existing data directory is never changed: init says so and exits 0.\n"
 		"A failed init leaves nothing behind.\n"
@@ -456,6 +495,16 @@ int cmd_init(int argc, char **argv)
 	     conf_validate(&b->conf, &err) != IOTP_OK)) {
 		status = cli_usage_error(&spec, "--key-type: '%s' is not ec-p256, ec-p384 or rsa-2048",
 		                         key_type);
+		goto out;
+	}
+	if (store != NULL &&
+	    (util_strlcpy(b->conf.store_url, store, sizeof(b->conf.store_url)) >=
+	             sizeof(b->conf.store_url) ||
+	     conf_validate(&b->conf, &err) != IOTP_OK)) {
+		/* not echoed: a URL may carry a password */
+		status = cli_usage_error(&spec, "--store: give sqlite:PATH or a postgresql:// URL "
+		                                "(at most %d characters)",
+		                         CONF_STR_MAX - 1);
 		goto out;
 	}
 	if (server_names(names, b->conf.pki_server_names, sizeof(b->conf.pki_server_names),

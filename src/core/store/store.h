@@ -34,8 +34,13 @@
  *   of a dangling reference or delete of a referenced row) ->
  *   IOTP_ERR_CONFLICT, lock contention, serialization failure, deadlock or a
  *   lost connection -> IOTP_ERR_BUSY (retry the whole transaction). A lost
- *   connection is re-established on the next use; a transaction it held is
- *   gone and every call in it fails with IOTP_ERR_BUSY until rolled back.
+ *   connection is re-established on the next use: one the server closed
+ *   while it sat idle (a restart) is replaced before the next statement, and
+ *   a read outside a transaction whose connection dies under it runs once
+ *   more on a fresh one (it changed nothing). A write or a transaction that
+ *   loses its connection fails with IOTP_ERR_BUSY and is never repeated
+ *   behind the caller's back; a transaction it held is gone and every call
+ *   in it fails with IOTP_ERR_BUSY until rolled back.
  *   A commit whose reply was lost is resolved after reconnecting: OK if it
  *   committed, IOTP_ERR_BUSY if it did not (safe to retry), IOTP_ERR_DB when
  *   the server stays unreachable and the outcome is unknown. Never a silent

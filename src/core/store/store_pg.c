@@ -17,14 +17,19 @@
  *   (libpq pipeline mode), so a one-statement transaction costs two round
  *   trips (that and COMMIT). lock_timeout (10 s) plays the part of SQLite's
  *   busy timeout.
- * - A lost connection fails the call with IOTP_ERR_BUSY and is re-opened on
- *   the next use; a transaction it carried stays failed until rolled back.
+ * - A connection the server closed while it was idle (a restart) is noticed
+ *   with a non-blocking read before the next statement and re-opened, and a
+ *   read outside a transaction that loses its connection runs once more on a
+ *   fresh one. Otherwise a lost connection fails the call with IOTP_ERR_BUSY
+ *   and is re-opened on the next use; a transaction it carried stays failed
+ *   until rolled back.
  *   The transaction id is fetched with the lock so that a COMMIT whose answer
  *   was lost is resolved with txid_status() after reconnecting.
  * - Appending an event NOTIFYs channel iotprov_events in the same
  *   transaction; a listening connection's socket becomes readable when such
  *   a transaction commits.
  */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,8 +223,30 @@ static iotp_rc reconnect(struct pg_conn *c, struct iotp_err *err)
 	return IOTP_OK;
 }
 
+/* A server that closed this connection while it sat idle (a restart, an
+ * idle-session timeout, pg_terminate_backend) has left its goodbye and an
+ * end of file on the socket. Reading them now, without blocking, marks the
+ * connection bad, so that the next statement goes to a fresh connection
+ * instead of failing: a broker that was idle through a restart
+ * authenticates the next device as usual. One poll() when nothing waits;
+ * notifications read here stay queued in libpq for pg_notify_drain. Only
+ * between transactions: inside one the loss must surface. */
+static void notice_idle_close(struct pg_conn *c)
+{
+	for (int i = 0; i < 8 && PQstatus(c->pg) == CONNECTION_OK; i++) {
+		struct pollfd p = {PQsocket(c->pg), POLLIN, 0};
+
+		if (p.fd < 0 || poll(&p, 1, 0) <= 0 || PQisBusy(c->pg))
+			return;
+		if (!PQconsumeInput(c->pg))
+			return; /* end of file: PQstatus says CONNECTION_BAD now */
+	}
+}
+
 static iotp_rc ensure_connected(struct pg_conn *c, struct iotp_err *err)
 {
+	if (!(c->in_tx && c->begun))
+		notice_idle_close(c);
 	if (c->tx_lost)
 		return iotp_err_set(err, IOTP_ERR_BUSY,
 		                    "postgresql: the transaction was lost with the connection: "
@@ -808,6 +835,15 @@ static iotp_rc pg_exec(void *conn, const char *sql, const struct store_val *para
 		implicit = 1;
 	}
 	rc = exec_one(c, sql, params, nparams, fn, ud, changes, &retry, err);
+	if (rc == IOTP_ERR_BUSY && !c->in_tx && PQstatus(c->pg) != CONNECTION_OK) {
+		/* A read outside a transaction lost its connection (the server went
+		 * away after the idle check): it changed nothing, so it runs once
+		 * more on a fresh connection. Writes never get here (implicit). */
+		if (reconnect(c, NULL) == IOTP_OK) {
+			retry = 0;
+			rc = exec_one(c, sql, params, nparams, fn, ud, changes, &retry, err);
+		}
+	}
 	if (rc != IOTP_OK && retry) {
 		if (c->in_tx && !implicit)
 			rc = iotp_err_set(err, IOTP_ERR_BUSY,

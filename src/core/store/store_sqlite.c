@@ -68,8 +68,10 @@ static iotp_rc sqlite_open(const char *target, void **conn, struct iotp_err *err
 	sqlite3_busy_timeout(c->db, 10000);
 	rc = sqlite3_exec(c->db,
 	                  "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-	                  "PRAGMA foreign_keys=ON;",
+	                  "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
 	                  NULL, NULL, &msg);
+	if (rc == SQLITE_OK && getenv("PERFX_PRAGMAS") != NULL) /* PERFX temporary */
+		rc = sqlite3_exec(c->db, getenv("PERFX_PRAGMAS"), NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
 		iotp_err_set(err, rc == SQLITE_BUSY ? IOTP_ERR_BUSY : IOTP_ERR_DB,
 		             "sqlite: configure %s: %s", target, msg ? msg : sqlite3_errstr(rc));

@@ -485,6 +485,27 @@ static void test_reenroll(void **state)
 	                                        &f->err),
 	                 IOTP_OK);
 	assert_int_equal(retired, 0);
+	/* An expired certificate cannot re-enrol, ACTIVE or not: TLS accepted
+	 * it for possession only. */
+	{
+		struct enroll_out late;
+		struct store_val p[] = {SV_TEXT(second.cert_id)};
+
+		memset(&late, 0, sizeof(late));
+		assert_int_equal(store_exec(f->core.store,
+		                            "UPDATE certificates SET not_after = 1000 WHERE id = ?", p,
+		                            1, NULL, NULL, &f->err),
+		                 IOTP_OK);
+		assert_int_equal(authlist_reenroll(&f->core, "device:x", second.cert_id, csr, csr_len,
+		                                   &late, &f->err),
+		                 IOTP_ERR_DENIED);
+		assert_non_null(strstr(f->err.msg, "expired"));
+		assert_null(late.cert_pem);
+		assert_int_equal(store_exec(f->core.store,
+		                            "UPDATE certificates SET not_after = 4102444800 WHERE id = ?",
+		                            p, 1, NULL, NULL, &f->err),
+		                 IOTP_OK);
+	}
 	/* A revoked certificate cannot re-enrol. */
 	assert_int_equal(registry_cert_update_status(&f->core, ACTOR, second.cert_id,
 	                                             REGISTRY_CERT_REVOKED, &f->err),

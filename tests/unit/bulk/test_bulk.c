@@ -564,6 +564,55 @@ static void test_input_upload_and_list(void **state)
 	assert_int_equal(bulk_task_list(&f->core, "Done", NULL, &l, &f->err), IOTP_ERR_INVALID);
 }
 
+/* Uploads go through the same containment as task inputs, also when the
+ * file does not exist yet: a directory link (or a dangling one) inside the
+ * import directory cannot carry a new file out of it. */
+static void test_upload_cannot_escape(void **state)
+{
+	struct fx *f = *state;
+	char outside[600], link[600], path[700];
+	struct buf part;
+	int64_t size = 0;
+
+	snprintf(outside, sizeof(outside), "%s/outside", f->dir);
+	assert_int_equal(mkdir(outside, 0700), 0);
+	snprintf(link, sizeof(link), "%s/import/linked", f->dir);
+	assert_int_equal(symlink(outside, link), 0);
+	assert_int_equal(bulk_input_write(&f->conf, "linked", "new.jsonl", 0, "{}\n", 3, &size,
+	                                  &f->err),
+	                 IOTP_ERR_INVALID);
+	assert_non_null(strstr(f->err.msg, "outside"));
+	snprintf(path, sizeof(path), "%s/new.jsonl", outside);
+	assert_int_equal(access(path, F_OK), -1);
+	/* a linked directory deeper in the key */
+	snprintf(link, sizeof(link), "%s/import/bkt/sub", f->dir);
+	assert_int_equal(symlink(outside, link), 0);
+	assert_int_equal(bulk_input_write(&f->conf, "bkt", "sub/deeper/x.jsonl", 0, "{}\n", 3,
+	                                  &size, &f->err),
+	                 IOTP_ERR_INVALID);
+	snprintf(path, sizeof(path), "%s/deeper", outside);
+	assert_int_equal(access(path, F_OK), -1);
+	/* a dangling link */
+	snprintf(link, sizeof(link), "%s/import/dangle", f->dir);
+	snprintf(path, sizeof(path), "%s/nowhere", f->dir);
+	assert_int_equal(symlink(path, link), 0);
+	assert_int_equal(bulk_input_write(&f->conf, "dangle", "x.jsonl", 0, "{}\n", 3, &size,
+	                                  &f->err),
+	                 IOTP_ERR_INVALID);
+	assert_int_equal(access(path, F_OK), -1);
+	/* a new bucket and new directories inside are fine */
+	assert_int_equal(bulk_input_write(&f->conf, "fresh", "a/b.jsonl", 0, "{}\n", 3, &size,
+	                                  &f->err),
+	                 IOTP_OK);
+	assert_int_equal(size, 3);
+	/* a report part whose offset would overflow is refused, not computed */
+	buf_init(&part, 0);
+	assert_int_equal(bulk_report_part(&f->core, "t", "ERRORS", INT64_MAX / 2, &part, &f->err),
+	                 IOTP_ERR_INVALID);
+	assert_int_equal(part.len, 0);
+	buf_cleanup(&part);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -577,6 +626,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_task_stop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_input_upload_and_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upload_cannot_escape, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -561,6 +561,16 @@ static void test_bad_messages(void **state)
 		assert_int_not_equal(commission_msg_parse(bad[i], strlen(bad[i]), &m, &err), IOTP_OK);
 		assert_non_null(strstr(xfer(dev, bad[i]), "\"t\":\"error\""));
 	}
+	/* The message names the field and keeps the decoder's reason intact
+	 * (it was once formatted from and into the same buffer). */
+	{
+		static const char line[] = "{\"t\":\"pake1\",\"sid\":"
+		                           "\"0123456789abcdef0123456789abcdef\",\"X\":\"!!!!\"}";
+
+		memset(&m, 0, sizeof(m));
+		assert_int_equal(commission_msg_parse(line, strlen(line), &m, &err), IOTP_ERR_INVALID);
+		assert_string_equal(err.msg, "field \"X\": bad base64 character");
+	}
 	/* Non-canonical base64 is refused; canonical round-trips. */
 	{
 		uint8_t *d = NULL;
@@ -681,6 +691,19 @@ static void test_network_apply_command(void **state)
 	                 IOTP_OK);
 	assert_int_equal(joined, 0);
 	assert_non_null(strstr(reason, "no connection after 1 s"));
+	/* ... also when it closes its output first and then hangs. */
+	{
+		int64_t t0 = util_mono_ms();
+
+		conf.apply_cmd = "exec >/dev/null 2>&1; sleep 30";
+		joined = -1;
+		assert_int_equal(commission_net_apply(&conf, &net, &joined, reason, sizeof(reason),
+		                                      &err),
+		                 IOTP_OK);
+		assert_int_equal(joined, 0);
+		assert_non_null(strstr(reason, "no connection after 1 s"));
+		assert_true(util_mono_ms() - t0 < 10000);
+	}
 }
 
 static void test_record_roundtrip(void **state)

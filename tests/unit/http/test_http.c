@@ -25,6 +25,7 @@
 #include "core/store/store.h"
 #include "server/api.h"
 #include "server/api_errors.h"
+#include "server/api_json.h"
 #include "server/auth.h"
 #include "server/metrics.h"
 #include "server/router.h"
@@ -338,6 +339,51 @@ static void test_response_helpers(void **state)
 	for (int i = 0; i < API_MAX_RESP_HEADERS; i++)
 		assert_int_equal(api_response_header(&resp, "X-A", "v"), IOTP_OK);
 	assert_int_equal(api_response_header(&resp, "X-A", "v"), IOTP_ERR_LIMIT);
+	api_response_cleanup(&resp);
+}
+
+/* CreateKeysAndCertificate and CreateProvisioningClaim answer with a body
+ * written by hand (so the private key can be wiped): it must be the JSON
+ * the AWS model describes, marked secret. */
+static void test_reply_with_key(void **state)
+{
+	static const char key[] = "-----BEGIN PRIVATE KEY-----\nMIGH\\\"\n-----END PRIVATE KEY-----\n";
+	const char *members[] = {"certificateArn", "arn:aws:iot:us-east-1:1:cert/ab",
+	                         "certificateId", "ab", "certificatePem", "PEM\n"};
+	struct api_response resp;
+	struct iotp_err err;
+	json_t *o, *kp;
+
+	(void)state;
+	api_response_init(&resp);
+	assert_int_equal(api_reply_with_key(&resp, members, 3, "PUB\n", key, NULL, 0, &err),
+	                 IOTP_OK);
+	assert_int_equal(resp.status, 200);
+	assert_true(resp.secret);
+	assert_null(resp.json);
+	assert_null(resp.content_type);
+	o = json_loadb(resp.text, resp.text_len, JSON_REJECT_DUPLICATES, NULL);
+	assert_non_null(o);
+	assert_int_equal(json_object_size(o), 4);
+	assert_string_equal(json_string_value(json_object_get(o, "certificateId")), "ab");
+	assert_string_equal(json_string_value(json_object_get(o, "certificatePem")), "PEM\n");
+	kp = json_object_get(o, "keyPair");
+	assert_int_equal(json_object_size(kp), 2);
+	assert_string_equal(json_string_value(json_object_get(kp, "PublicKey")), "PUB\n");
+	assert_string_equal(json_string_value(json_object_get(kp, "PrivateKey")), key);
+	json_decref(o);
+	/* the claim's shape: a number after the key pair */
+	assert_int_equal(api_reply_with_key(&resp, members + 2, 2, "PUB", key, "expiration",
+	                                    1700000000, &err),
+	                 IOTP_OK);
+	o = json_loadb(resp.text, resp.text_len, JSON_REJECT_DUPLICATES, NULL);
+	assert_non_null(o);
+	assert_int_equal(json_object_size(o), 4);
+	assert_int_equal(json_integer_value(json_object_get(o, "expiration")), 1700000000);
+	json_decref(o);
+	/* replaced by an ordinary answer, the flag goes */
+	assert_int_equal(api_response_text(&resp, 200, "text/plain", "x", 1), IOTP_OK);
+	assert_false(resp.secret);
 	api_response_cleanup(&resp);
 }
 
@@ -770,6 +816,7 @@ int main(void)
 		cmocka_unit_test(test_json_body),
 		cmocka_unit_test(test_error_table),
 		cmocka_unit_test(test_response_helpers),
+		cmocka_unit_test(test_reply_with_key),
 		cmocka_unit_test(test_metrics),
 		cmocka_unit_test(test_mqtt_endpoint),
 		cmocka_unit_test_setup_teardown(test_accesskey_lifecycle, setup_store, teardown_store),

@@ -1,8 +1,10 @@
 /*
  * Conformance for client/server backends (PostgreSQL; skipped on SQLite,
- * which has no connection to lose): a connection killed by the server fails
- * the call with a retryable IOTP_ERR_BUSY and comes back on the next use, a
- * transaction it carried is never half-applied, listeners are re-subscribed,
+ * which has no connection to lose): a connection the server closed while it
+ * was idle is replaced before the next statement, a read whose connection
+ * dies under it runs again on a fresh one, a write or transaction that
+ * loses its connection fails with a retryable IOTP_ERR_BUSY and is never
+ * half-applied nor silently repeated, listeners are re-subscribed,
  * and a server restart in the middle of a stream of transactions loses and
  * duplicates nothing (needs IOTP_PG_RESTART, a command that restarts the
  * server, which tests/pg/pg_cluster.py provides).
@@ -38,21 +40,99 @@ static void lost_connection_outside_tx(void **state)
 {
 	struct sfx *f = *state;
 	struct store *killer;
-	int64_t pid0, v = 0;
+	int64_t pid0, pid1, v = 0;
 
 	if (!sfx_is_pg())
 		skip();
 	killer = sfx_open(f);
 	pid0 = backend_pid(f->st);
 	kill_session(killer, f->st);
-	/* The first call learns of the loss: retryable, not a silent success. */
-	assert_int_equal(store_query_int(f->st, "SELECT 1", NULL, 0, &v, &f->err), IOTP_ERR_BUSY);
-	/* The next one reconnects, with a working statement cache. */
+	/* Closed while idle (a restart, an idle timeout): noticed before the
+	 * next statement, which runs on a new connection with a working
+	 * statement cache. */
 	assert_int_equal(store_query_int(f->st, "SELECT 1", NULL, 0, &v, &f->err), IOTP_OK);
 	assert_int_equal(v, 1);
-	assert_int_not_equal(backend_pid(f->st), pid0);
+	pid1 = backend_pid(f->st);
+	assert_int_not_equal(pid1, pid0);
+	/* A lone write too. */
+	kill_session(killer, f->st);
 	assert_int_equal(store_meta_set(f->st, "after", "reconnect", &f->err), IOTP_OK);
+	assert_int_not_equal(backend_pid(f->st), pid1);
+	assert_int_equal(sfx_int(killer, "SELECT COUNT(*) FROM meta WHERE key = 'after'", NULL), 1);
 	store_close(killer);
+}
+
+/* Kills the session of pid after delay_ms through st, a connection opened
+ * beforehand (opening one migrates, which would wait for a writer). */
+struct killer_arg {
+	struct store *st;
+	int64_t pid;
+	int delay_ms;
+	iotp_rc rc;
+};
+
+static void *kill_later(void *arg)
+{
+	struct killer_arg *k = arg;
+	struct timespec ts = {k->delay_ms / 1000, (long)(k->delay_ms % 1000) * 1000000L};
+	struct store_val p[] = {SV_INT(k->pid)};
+	int64_t ok = 0;
+
+	nanosleep(&ts, NULL);
+	k->rc = store_query_int(k->st, "SELECT pg_terminate_backend(CAST(? AS INTEGER), 5000)", p,
+	                        1, &ok, NULL);
+	if (k->rc == IOTP_OK && ok != 1)
+		k->rc = IOTP_ERR_INTERNAL;
+	return NULL;
+}
+
+static void read_survives_connection_loss(void **state)
+{
+	struct sfx *f = *state;
+	struct killer_arg k = {.delay_ms = 300};
+	pthread_t th;
+	int64_t v = 0;
+
+	if (!sfx_is_pg())
+		skip();
+	k.st = sfx_open(f);
+	k.pid = backend_pid(f->st);
+	assert_int_equal(pthread_create(&th, NULL, kill_later, &k), 0);
+	/* Killed in the middle: it changed nothing, so it runs again. */
+	assert_int_equal(store_query_int(f->st, "SELECT 7 FROM pg_sleep(1.5)", NULL, 0, &v,
+	                                 &f->err),
+	                 IOTP_OK);
+	pthread_join(th, NULL);
+	assert_int_equal(k.rc, IOTP_OK);
+	assert_int_equal(v, 7);
+	assert_int_not_equal(backend_pid(f->st), k.pid);
+	store_close(k.st);
+}
+
+static void write_is_not_repeated_after_loss(void **state)
+{
+	struct sfx *f = *state;
+	struct killer_arg k = {.delay_ms = 300};
+	pthread_t th;
+
+	if (!sfx_is_pg())
+		skip();
+	sfx_table_t(f->st);
+	k.st = sfx_open(f);
+	k.pid = backend_pid(f->st);
+	assert_int_equal(pthread_create(&th, NULL, kill_later, &k), 0);
+	/* A lone write that loses its connection fails, retryable, and is not
+	 * run again behind the caller's back. */
+	assert_int_equal(store_exec(f->st, "INSERT INTO t (k) SELECT 'w' FROM pg_sleep(1.5)", NULL,
+	                            0, NULL, NULL, &f->err),
+	                 IOTP_ERR_BUSY);
+	pthread_join(th, NULL);
+	assert_int_equal(k.rc, IOTP_OK);
+	assert_int_equal(sfx_int(k.st, "SELECT COUNT(*) FROM t", NULL), 0);
+	/* The caller's retry goes through once. */
+	sfx_exec(f->st, "INSERT INTO t (k) VALUES ('w')");
+	assert_int_equal(sfx_int(k.st, "SELECT COUNT(*) FROM t", NULL), 1);
+	store_close(k.st);
 }
 
 static void lost_connection_inside_tx(void **state)
@@ -104,8 +184,7 @@ static void listener_resubscribes_after_reconnect(void **state)
 	other = sfx_open(f);
 	assert_int_equal(store_events_listen(f->st, &f->err), IOTP_OK);
 	kill_session(other, f->st);
-	/* The tailer's next read fails, the one after reconnects... */
-	(void)store_query_int(f->st, "SELECT 1", NULL, 0, &v, &f->err);
+	/* The tailer's next read reconnects... */
 	assert_int_equal(store_query_int(f->st, "SELECT 1", NULL, 0, &v, &f->err), IOTP_OK);
 	/* ...and the reconnect itself counts as a wake-up (something may have
 	 * been missed meanwhile). */
@@ -206,9 +285,9 @@ static void restart_mid_load_loses_nothing(void **state)
 	{
 		int64_t v;
 
-		/* This connection died in the restart too: the call that notices
-		 * fails, the next reconnects. */
-		(void)store_query_int(f->st, "SELECT 1", NULL, 0, &v, &f->err);
+		/* This connection died in the restart too, while idle: the next
+		 * call reconnects first. */
+		assert_int_equal(store_query_int(f->st, "SELECT 1", NULL, 0, &v, &f->err), IOTP_OK);
 	}
 	/* The writer saw the restart as retryable errors... */
 	assert_true(l.busy > 0);
@@ -224,6 +303,9 @@ int suite_connection(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(lost_connection_outside_tx, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(read_survives_connection_loss, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(write_is_not_repeated_after_loss, sfx_setup,
+		                                sfx_teardown),
 		cmocka_unit_test_setup_teardown(lost_connection_inside_tx, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(listener_resubscribes_after_reconnect, sfx_setup,
 		                                sfx_teardown),
