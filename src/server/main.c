@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <event2/event.h>
 
@@ -150,6 +151,9 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	int opt, status = 1, core_open_ok = 0;
 
+	/* The store, its WAL and everything else the daemon writes are for the
+	 * operator alone. */
+	umask(077);
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'd': data_dir = optarg; break;

@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <curl/curl.h>
 
@@ -103,6 +104,9 @@ int main(int argc, char **argv)
 		usage(stderr, NULL);
 		return CLI_USAGE;
 	}
+	/* Everything iotprov writes (keys, the store and its WAL, credentials)
+	 * is for the operator alone. */
+	umask(077);
 	/* The store and core log at info level (migrations...): a command's
 	 * own output is what the operator should see. */
 	iotp_log_set_level(IOTP_LOG_WARN);
