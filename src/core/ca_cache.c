@@ -1,7 +1,8 @@
 /*
  * The parsed-CA cache (see ca_cache.h): a small array under one mutex,
- * least recently used entry replaced. A lookup compares the id and then the
- * whole PEM text, so a hit is exactly a repeat of an earlier parse. The
+ * least recently used entry replaced. A lookup compares the id (when given)
+ * and then the whole PEM text, so a hit is exactly a repeat of an earlier
+ * parse. The
  * parse of a miss runs outside the lock: two threads missing together both
  * parse, and the second one's insert finds the entry present and keeps it.
  */
@@ -30,7 +31,7 @@ static struct ca_entry *find(const char *id, const char *pem, size_t pem_len)
 	for (size_t i = 0; i < CA_CACHE_SLOTS; i++) {
 		struct ca_entry *e = &cache[i];
 
-		if (e->x509 != NULL && e->pem_len == pem_len && strcmp(e->id, id) == 0 &&
+		if (e->x509 != NULL && e->pem_len == pem_len && (id == NULL || strcmp(e->id, id) == 0) &&
 		    memcmp(e->pem, pem, pem_len) == 0)
 			return e;
 	}
@@ -52,8 +53,8 @@ iotp_rc ca_cache_get(const char *id, const char *pem, size_t pem_len, X509 **out
 	char *copy;
 	iotp_rc rc;
 
-	if (id == NULL || strlen(id) > PKI_CERT_ID_LEN || pem == NULL)
-		return iotp_err_set(err, IOTP_ERR_INVALID, "CA cache: no id or PEM");
+	if ((id != NULL && strlen(id) > PKI_CERT_ID_LEN) || pem == NULL)
+		return iotp_err_set(err, IOTP_ERR_INVALID, "CA cache: bad id or no PEM");
 	pthread_mutex_lock(&cache_lock);
 	e = find(id, pem, pem_len);
 	if (e != NULL) {
@@ -84,7 +85,7 @@ iotp_rc ca_cache_get(const char *id, const char *pem, size_t pem_len, X509 **out
 				victim = &cache[i];
 		}
 		entry_clear(victim);
-		util_strlcpy(victim->id, id, sizeof(victim->id));
+		util_strlcpy(victim->id, id != NULL ? id : "", sizeof(victim->id));
 		victim->pem = copy;
 		victim->pem_len = pem_len;
 		X509_up_ref(x);

@@ -28,10 +28,12 @@
 
 /* The parsed certificate of CA `id` whose stored PEM is pem (pem_len
  * bytes): from the cache when that exact text was parsed before, else
- * parsed with pki_cert_parse and remembered. *out receives a new
- * reference (X509_free it); written only on success. Errors are
- * pki_cert_parse's (IOTP_ERR_CERT for an unparsable PEM, which is not
- * cached). Thread-safe. */
+ * parsed with pki_cert_parse and remembered. id may be NULL when the
+ * caller has only the text (a caCertificatePem given with a request): the
+ * text alone is then the key. *out receives a new reference (X509_free
+ * it); written only on success. Errors are pki_cert_parse's
+ * (IOTP_ERR_CERT for an unparsable PEM, which is not cached).
+ * Thread-safe. */
 iotp_rc ca_cache_get(const char *id, const char *pem, size_t pem_len, X509 **out,
                      struct iotp_err *err);
 

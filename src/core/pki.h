@@ -114,6 +114,11 @@ iotp_rc pki_cert_issue_for_key(const struct pki_ca *ca, EVP_PKEY *pub, const cha
 
 /* Parses one certificate from PEM (or DER). IOTP_ERR_CERT when malformed. */
 iotp_rc pki_cert_parse(const void *data, size_t len, X509 **out, struct iotp_err *err);
+/* The checks pki_cert_parse makes after decoding (the public key decodes,
+ * no malformed or duplicate extensions), for a certificate decoded
+ * elsewhere (the broker's TLS handshake): IOTP_OK exactly when
+ * pki_cert_parse of its encoding would succeed, else its IOTP_ERR_CERT. */
+iotp_rc pki_cert_check_decoded(X509 *cert, struct iotp_err *err);
 /* Parses every certificate of a PEM bundle; *out is a new stack the caller
  * frees with sk_X509_pop_free(*out, X509_free). At least one is required. */
 iotp_rc pki_cert_parse_bundle(const void *data, size_t len, STACK_OF(X509) **out,

@@ -191,12 +191,32 @@ iotp_rc pki_input_der(const void *data, size_t len, const char *const *labels,
 
 /* ---- certificates -------------------------------------------------------- */
 
+iotp_rc pki_cert_check_decoded(X509 *x, struct iotp_err *err)
+{
+	if (x == NULL)
+		return iotp_err_set(err, IOTP_ERR_CERT, "not a valid X.509 certificate");
+	if (X509_get0_pubkey(x) == NULL) {
+		ERR_clear_error();
+		return iotp_err_set(err, IOTP_ERR_CERT,
+		                    "the certificate's public key is malformed or of an "
+		                    "unsupported type");
+	}
+	/* Caches the extensions; EXFLAG_INVALID marks broken ones. */
+	if ((X509_get_extension_flags(x) & EXFLAG_INVALID) != 0) {
+		ERR_clear_error();
+		return iotp_err_set(err, IOTP_ERR_CERT,
+		                    "the certificate has malformed or duplicate extensions");
+	}
+	return IOTP_OK;
+}
+
 /* d2i of exactly der_len bytes into a certificate whose key decodes. */
 static iotp_rc cert_from_der(const unsigned char *der, size_t der_len, X509 **out,
                              struct iotp_err *err)
 {
 	const unsigned char *p = der;
 	X509 *x = d2i_X509(NULL, &p, (long)der_len);
+	iotp_rc rc;
 
 	if (x == NULL || (size_t)(p - der) != der_len) {
 		X509_free(x);
@@ -205,19 +225,9 @@ static iotp_rc cert_from_der(const unsigned char *der, size_t der_len, X509 **ou
 		                    x == NULL ? "not a valid X.509 certificate"
 		                              : "the certificate has trailing data");
 	}
-	if (X509_get0_pubkey(x) == NULL) {
+	if ((rc = pki_cert_check_decoded(x, err)) != IOTP_OK) {
 		X509_free(x);
-		ERR_clear_error();
-		return iotp_err_set(err, IOTP_ERR_CERT,
-		                    "the certificate's public key is malformed or of an "
-		                    "unsupported type");
-	}
-	/* Caches the extensions; EXFLAG_INVALID marks broken ones. */
-	if ((X509_get_extension_flags(x) & EXFLAG_INVALID) != 0) {
-		X509_free(x);
-		ERR_clear_error();
-		return iotp_err_set(err, IOTP_ERR_CERT,
-		                    "the certificate has malformed or duplicate extensions");
+		return rc;
 	}
 	*out = x;
 	return IOTP_OK;

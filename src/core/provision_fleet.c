@@ -23,6 +23,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "core/ca_cache.h"
 #include "core/provision_internal.h"
 
 #define TOKEN_BYTES 32
@@ -756,7 +757,7 @@ iotp_rc prov_jitp(struct iotp_core *core, const char *actor, X509 *cert, const c
 		goto out;
 	}
 	if ((rc = jitp_template(core, &ca, &t, tname, err)) != IOTP_OK ||
-	    (rc = pki_cert_parse(ca.pem, strlen(ca.pem), &cax, err)) != IOTP_OK ||
+	    (rc = ca_cache_get(ca.id, ca.pem, strlen(ca.pem), &cax, err)) != IOTP_OK ||
 	    (rc = pki_cert_chains_to(cert, cax, err)) != IOTP_OK ||
 	    (rc = pki_cert_id(cert, id, err)) != IOTP_OK)
 		goto out;
@@ -780,9 +781,10 @@ iotp_rc prov_jitp(struct iotp_core *core, const char *actor, X509 *cert, const c
 		memset(&ref, 0, sizeof(ref));
 		reg.ca_pem = ca.pem;
 		reg.status = "PENDING_ACTIVATION";
+		/* cert is what pem encodes: no second parse. */
 		if ((rc = pki_cert_to_pem(cert, &pem, err)) == IOTP_OK) {
 			reg.cert_pem = pem;
-			rc = registry_cert_register(core, actor, &reg, &ref, err);
+			rc = registry_cert_register_x509(core, actor, &reg, cert, &ref, err);
 		}
 	}
 	if (rc == IOTP_OK) {

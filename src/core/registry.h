@@ -576,10 +576,11 @@ struct registry_cert_register {
 iotp_rc registry_cert_register(struct iotp_core *core, const char *actor,
                                const struct registry_cert_register *in,
                                struct registry_ref *out, struct iotp_err *err);
-/* As registry_cert_register for a caller that has already parsed
- * in->cert_pem into cert (borrowed; it must be that PEM's parse): the same
- * checks, in the same order, and the same results, without a second parse.
- * For the bulk and provisioning paths. */
+/* As registry_cert_register for a caller that has already decoded
+ * in->cert_pem into cert (borrowed; pki_cert_parse of that PEM, or the
+ * decoding of the same DER by the TLS layer): the same checks, in the same
+ * order, and the same results, without a second parse. For the bulk,
+ * provisioning and JITP paths. */
 iotp_rc registry_cert_register_x509(struct iotp_core *core, const char *actor,
                                     const struct registry_cert_register *in, X509 *cert,
                                     struct registry_ref *out, struct iotp_err *err);

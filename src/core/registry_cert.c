@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include "common/util.h"
+#include "core/ca_cache.h"
 #include "core/registry_internal.h"
 
 #define CERT_COLS \
@@ -405,7 +406,8 @@ static iotp_rc register_under_ca(struct iotp_core *core, const char *actor,
 			rc = iotp_err_set(err, IOTP_ERR_INVALID, "caCertificatePem over %d bytes", PEM_MAX);
 			goto out;
 		}
-		if ((rc = pki_cert_parse(in->ca_pem, strlen(in->ca_pem), &cax, err)) != IOTP_OK ||
+		/* JITP passes the registered CA's own PEM: usually a cache hit. */
+		if ((rc = ca_cache_get(NULL, in->ca_pem, strlen(in->ca_pem), &cax, err)) != IOTP_OK ||
 		    (rc = pki_cert_id(cax, caid, err)) != IOTP_OK)
 			goto out;
 		rc = registry_ca_describe(core, caid, &ca, err);
@@ -470,8 +472,12 @@ iotp_rc registry_cert_register_x509(struct iotp_core *core, const char *actor,
 
 	if (cert == NULL)
 		return iotp_err_set(err, IOTP_ERR_INVALID, "no certificate");
+	/* pki_cert_check_decoded: what pki_cert_parse checks after decoding,
+	 * for a cert decoded elsewhere (the broker's TLS handshake). */
 	if ((rc = register_status(in, &status, err)) != IOTP_OK ||
-	    (rc = register_pem_size(in, err)) != IOTP_OK || (rc = register_check(cert, err)) != IOTP_OK)
+	    (rc = register_pem_size(in, err)) != IOTP_OK ||
+	    (rc = pki_cert_check_decoded(cert, err)) != IOTP_OK ||
+	    (rc = register_check(cert, err)) != IOTP_OK)
 		return rc;
 	return register_under_ca(core, actor, in, cert, status, out, err);
 }

@@ -7,7 +7,7 @@ Two clients, one per iotprovd, call RegisterThing (a template that creates
 a thing, issues a certificate from a CSR and attaches a policy) in a loop,
 each registration retried, as an AWS SDK would, while the answer is
 retryable (5xx or ThrottlingException). Meanwhile the server is restarted
-twice with `pg_ctl restart -m fast`. What an operator checks afterwards:
+three times with `pg_ctl restart -m fast`. What an operator checks afterwards:
 - every acknowledged registration is in the registry, none is there twice
   (one thing, one certificate attached, one thing.create and one
   provision.apply event each), and nothing else was registered;
@@ -35,8 +35,8 @@ from api_e2e import IOTPROV, check, openssl, run, section, summary  # noqa: E402
 from deploy import (Host, device_policy, init_deployment, missing_programs,  # noqa: E402
                     psql, restart_postgresql, revocation_kicks)
 
-RESTARTS = 2
-ACKS_PER_PHASE = 40        # acknowledged registrations before each restart and after the last
+RESTARTS = 3
+ACKS_PER_PHASE = 100       # acknowledged registrations before each restart and after the last
 PHASE_SECONDS = 40         # at most this long for each phase
 GIVE_UP_SECONDS = 60       # one registration retried this long at most
 

@@ -3,9 +3,9 @@
  * synchronous=NORMAL (durable across a process crash; a power cut may lose
  * the last transactions but never corrupts), foreign keys on, and a busy
  * timeout so concurrent writers from the daemon and the broker plugin wait
- * for each other instead of failing. Prepared statements are cached per
- * connection keyed by their SQL text, because the same few statements run on
- * every hot path.
+ * for each other instead of failing; temporary storage in memory. Prepared
+ * statements are cached per connection keyed by their SQL text, because the
+ * same few statements run on every hot path.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -66,12 +66,15 @@ static iotp_rc sqlite_open(const char *target, void **conn, struct iotp_err *err
 		return IOTP_ERR_DB;
 	}
 	sqlite3_busy_timeout(c->db, 10000);
+	/* temp_store=MEMORY: the statement journals of savepoints and the
+	 * ephemeral tables of IN (subquery) and recursive queries stay in
+	 * memory instead of temporary files. Measured: the broker's connect
+	 * authorization with 1M certificates p50 121 -> 43 us (p99 4.3 ms ->
+	 * 0.1 ms), bulk registration +25% lines per CPU second. */
 	rc = sqlite3_exec(c->db,
 	                  "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
 	                  "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
 	                  NULL, NULL, &msg);
-	if (rc == SQLITE_OK && getenv("PERFX_PRAGMAS") != NULL) /* PERFX temporary */
-		rc = sqlite3_exec(c->db, getenv("PERFX_PRAGMAS"), NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
 		iotp_err_set(err, rc == SQLITE_BUSY ? IOTP_ERR_BUSY : IOTP_ERR_DB,
 		             "sqlite: configure %s: %s", target, msg ? msg : sqlite3_errstr(rc));
