@@ -56,7 +56,7 @@ test-asan: deps
 fuzz: deps
 	@cmake -S . -B $(FUZZB) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
 		-DIOTP_FUZZ=ON >/dev/null
-	@cmake --build $(FUZZB) -j $(JOBS)
+	@cmake --build $(FUZZB) -j $(JOBS) --target fuzz_all
 	@scripts/run-fuzz $(FUZZB) $(FUZZ_SECONDS)
 
 bench: build
