@@ -19,10 +19,12 @@
  * provision_result, done -> bye. A network that did not join may be sent
  * again, corrected, in the same session.
  *
- * The removable-media transport cannot answer: the device publishes a
- * device-hello {sid, device, salt, iter, Y} first, the installer writes one
- * commission file {sid, X, cP, msgs[]} and the device answers with one
- * commission-result {sid, cV, msgs[]} (see commission_device_file_*).
+ * The removable-media transport cannot answer at once: the device publishes
+ * a device-hello {sid, device, salt, iter}; the installer writes
+ * commission-1 (a pake1 {sid, X}), the device answers device-reply (a pake2
+ * {sid, Y, cV}); only once cV checks does the installer write the
+ * commission file {sid, cP, msgs[]}, answered by one commission-result
+ * {sid, cV, msgs[]} (see commission_device_file_*).
  *
  * Security (RFC 9383 SPAKE2+, P-256): the setup code never travels; the
  * device holds only the verifier record (w0, L). An eavesdropper learns
@@ -343,12 +345,16 @@ void commission_device_free(struct commission_device *dev);
 iotp_rc commission_device_handle(struct commission_device *dev, const char *line, size_t len,
                                  struct buf *reply, struct iotp_err *err);
 
-/* Removable media. _file_hello appends the device-hello line for the
- * current file session, drawing a new one when there is none; the same
- * bytes until a file is processed. _file_apply processes a commission file:
- * result gets the commission-result (or an error line) to write next to it;
+/* Removable media. _file_hello appends the device-hello line (parameters
+ * only, no share) for the current file session, drawing a new one when
+ * there is none (or the last one waited for its commission file longer
+ * than idle_timeout_ms); the same bytes until that session ends.
+ * _file_apply processes a file from the installer: a commission-1 (pake1,
+ * counted as a guess) gets the device-reply (pake2 {sid, Y, cV}) in result
+ * and keeps the session; a commission file {sid, cP, msgs} is applied once
+ * cP checks and gets the commission-result; anything else an error line.
  * *consumed is 1 when the file must not be applied again (always, except
- * for a file too big to read or throttled before being looked at). */
+ * for a commission-1 throttled before being looked at). */
 iotp_rc commission_device_file_hello(struct commission_device *dev, struct buf *out,
                                      struct iotp_err *err);
 iotp_rc commission_device_file_apply(struct commission_device *dev, const char *text,
@@ -403,10 +409,18 @@ iotp_rc commission_installer_seal(struct commission_installer *in,
 iotp_rc commission_installer_open(struct commission_installer *in, const char *line, size_t len,
                                   struct commission_inner *out, struct iotp_err *err);
 
-/* Removable media: from the device-hello found on the media, the whole
- * commission file carrying msgs (sealed in order). */
-iotp_rc commission_installer_file_build(struct commission_installer *in, const char *hello,
-                                        size_t hello_len, const struct commission_inner *msgs,
+/* Removable media, two rounds (the installer never writes its confirmation
+ * or sealed data before the device proved it knows the verifier):
+ * _file_start: from the device-hello found on the media, the commission-1
+ * line (a pake1: the installer's share only). _file_build: from the
+ * device's device-reply (a pake2), checks cV (IOTP_ERR_AUTH on a mismatch,
+ * out untouched), then the commission line {sid, cP, msgs} carrying msgs
+ * (sealed in order). An error line from the device: as for _handle
+ * ("stale": IOTP_ERR_STATE). */
+iotp_rc commission_installer_file_start(struct commission_installer *in, const char *hello,
+                                        size_t hello_len, struct buf *out, struct iotp_err *err);
+iotp_rc commission_installer_file_build(struct commission_installer *in, const char *reply,
+                                        size_t reply_len, const struct commission_inner *msgs,
                                         size_t n_msgs, struct buf *out, struct iotp_err *err);
 /* The device's commission-result for that file: checks cV, opens every
  * answer into outs (at most max; *n set). An error line from the device

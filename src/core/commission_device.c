@@ -39,6 +39,7 @@ struct session {
 	struct commission_channel ch;
 	int64_t last_ms;
 	int bad_msgs;
+	uint8_t cv[SPAKE2P_HASH_LEN];  /* removable media: sent again with the result */
 };
 
 struct commission_device {
@@ -753,14 +754,28 @@ iotp_rc commission_device_handle(struct commission_device *dev, const char *line
 
 /* ---- removable media ------------------------------------------------------ */
 
+/* Two rounds of files, so that nothing the device or the installer writes
+ * lets a reader test setup-code guesses offline:
+ *   device-hello {sid, device, salt, iter}       parameters only
+ *   commission-1 (pake1) {sid, X}                -> device-reply (pake2) {sid, Y, cV}
+ *   commission {sid, cP, msgs[]}                 -> commission-result {sid, cV, msgs[]}
+ * The installer writes cP and the sealed requests only after checking cV,
+ * exactly as over the interactive transports. */
+
 iotp_rc commission_device_file_hello(struct commission_device *dev, struct buf *out,
                                      struct iotp_err *err)
 {
 	struct commission_msg m;
+	int64_t now = now_ms(dev);
 	iotp_rc rc;
 
+	/* A share answered but never confirmed: given up after the idle time. */
+	if (dev->file.state == S_PAKE2 && now - dev->file.last_ms > dev->lim.idle_timeout_ms) {
+		LOG_INFO("commission: media session %.8s expired", dev->file.sid_hex);
+		session_end(&dev->file);
+	}
 	if (dev->file.state == S_NONE) {
-		if ((rc = session_start(dev, &dev->file, now_ms(dev), err)) != IOTP_OK)
+		if ((rc = session_start(dev, &dev->file, now, err)) != IOTP_OK)
 			return rc;
 	}
 	memset(&m, 0, sizeof(m));
@@ -770,77 +785,85 @@ iotp_rc commission_device_file_hello(struct commission_device *dev, struct buf *
 	memcpy(m.salt, dev->rec.salt, dev->rec.salt_len);
 	m.salt_len = dev->rec.salt_len;
 	m.iterations = dev->rec.iterations;
-	if ((rc = spake2p_share(dev->file.sp, m.share, err)) != IOTP_OK)
-		return rc;
-	m.has_share = 1;
 	return commission_msg_format(&m, out, err);
 }
 
-iotp_rc commission_device_file_apply(struct commission_device *dev, const char *text,
-                                     size_t len, struct buf *result, int *consumed,
-                                     struct iotp_err *err)
+/* commission-1: the installer's share. Counted as a guess before the
+ * answer (Y and cV), as on_pake1. *keep: the session goes on. */
+static iotp_rc file_pake1(struct commission_device *dev, const struct commission_msg *in,
+                          int64_t now, struct buf *result, int *consumed, int *keep,
+                          struct iotp_err *err)
 {
-	struct commission_msg in, m;
-	uint8_t key[SPAKE2P_HASH_LEN];
 	struct session *s = &dev->file;
+	struct commission_msg m;
 	struct iotp_err e;
-	int64_t now = now_ms(dev), wait;
+	int64_t wait;
+
+	if (!sid_matches(s, in) || s->state != S_PARAMS)
+		return reply_error(result, COMMISSION_E_STALE,
+		                   "this file answers another device-hello: write it again", -1, err);
+	if ((wait = guess_wait(dev, now)) > 0) {
+		*consumed = 0;
+		*keep = 1;
+		return reply_throttled(dev, wait, result, err);
+	}
+	guess_counted(dev, now);
+	memset(&m, 0, sizeof(m));
+	m.type = CM_PAKE2;
+	util_strlcpy(m.sid, s->sid_hex, sizeof(m.sid));
+	if (spake2p_share(s->sp, m.share, &e) != IOTP_OK ||
+	    spake2p_finish(s->sp, in->share, SPAKE2P_POINT_LEN, m.confirm, &e) != IOTP_OK)
+		return reply_error(result, COMMISSION_E_BAD_REQUEST, e.msg, -1, err);
+	m.has_share = m.has_confirm = 1;
+	memcpy(s->cv, m.confirm, sizeof(s->cv));
+	s->state = S_PAKE2;
+	s->last_ms = now;
+	*keep = 1;
+	return reply_msg(&m, result, err);
+}
+
+/* commission: the installer's confirmation and sealed requests, applied
+ * once cP checks. */
+static iotp_rc file_apply(struct commission_device *dev, const struct commission_msg *in,
+                          struct buf *result, struct iotp_err *err)
+{
+	struct session *s = &dev->file;
+	struct commission_msg m;
+	uint8_t key[SPAKE2P_HASH_LEN];
+	struct iotp_err e;
 	int end = 0;
 	iotp_rc rc;
 
-	memset(&in, 0, sizeof(in));
-	memset(&m, 0, sizeof(m));
-	*consumed = 1;
-	rc = commission_msg_parse(text, len, &in, &e);
-	if (rc == IOTP_OK && in.type != CM_FILE) {
-		rc = IOTP_ERR_INVALID;
-		util_strlcpy(e.msg, "not a commission file", sizeof(e.msg));
-	}
-	if (rc != IOTP_OK) {
-		rc = reply_error(result, COMMISSION_E_BAD_REQUEST, e.msg, -1, err);
-		goto out;
-	}
-	if (!sid_matches(s, &in) || s->state != S_PARAMS) {
-		rc = reply_error(result, COMMISSION_E_STALE,
-		                 "this file answers another device-hello: write it again", -1, err);
-		goto out;
-	}
-	if ((wait = guess_wait(dev, now)) > 0) {
-		*consumed = 0;
-		rc = reply_throttled(dev, wait, result, err);
-		goto out;
-	}
-	guess_counted(dev, now);
-	m.type = CM_FILE_RESULT;
-	util_strlcpy(m.sid, s->sid_hex, sizeof(m.sid));
-	if (spake2p_finish(s->sp, in.share, SPAKE2P_POINT_LEN, m.confirm, &e) != IOTP_OK) {
-		rc = reply_error(result, COMMISSION_E_BAD_REQUEST, e.msg, -1, err);
-		goto out;
-	}
-	if (spake2p_confirm_check(s->sp, in.confirm, SPAKE2P_HASH_LEN, &e) != IOTP_OK) {
+	if (!sid_matches(s, in) || s->state != S_PAKE2)
+		return reply_error(result, COMMISSION_E_STALE,
+		                   "this file answers another device-reply: write it again", -1, err);
+	if (spake2p_confirm_check(s->sp, in->confirm, SPAKE2P_HASH_LEN, &e) != IOTP_OK) {
 		LOG_WARN("commission: wrong setup code in a commission file (%d in a row)",
 		         dev->failures);
-		rc = reply_error(result, COMMISSION_E_AUTH, "wrong setup code",
-		                 delay_after(dev, dev->failures), err);
-		goto out;
+		return reply_error(result, COMMISSION_E_AUTH, "wrong setup code",
+		                   delay_after(dev, dev->failures), err);
 	}
 	guess_forgiven(dev);
+	memset(&m, 0, sizeof(m));
+	m.type = CM_FILE_RESULT;
+	util_strlcpy(m.sid, s->sid_hex, sizeof(m.sid));
+	memcpy(m.confirm, s->cv, sizeof(m.confirm));
 	m.has_confirm = 1;
 	rc = spake2p_shared_key(s->sp, key, &e);
 	if (rc == IOTP_OK)
 		rc = commission_channel_init(&s->ch, 1, key, s->sid, &e);
 	OPENSSL_cleanse(key, sizeof(key));
-	if (rc != IOTP_OK || !(m.msgs = calloc(in.n_msgs, sizeof(*m.msgs)))) {
+	if (rc != IOTP_OK || !(m.msgs = calloc(in->n_msgs, sizeof(*m.msgs)))) {
 		rc = reply_error(result, COMMISSION_E_INTERNAL, "key schedule failed", -1, err);
 		goto out;
 	}
-	for (size_t i = 0; i < in.n_msgs && !end; i++) {
+	for (size_t i = 0; i < in->n_msgs && !end; i++) {
 		struct commission_inner resp;
 		uint8_t *pt = NULL;
 		size_t plen = 0;
 
 		memset(&resp, 0, sizeof(resp));
-		if (commission_channel_open(&s->ch, &in.msgs[i], &pt, &plen, &e) != IOTP_OK) {
+		if (commission_channel_open(&s->ch, &in->msgs[i], &pt, &plen, &e) != IOTP_OK) {
 			resp.type = CMI_ERROR;
 			snprintf(resp.reason, sizeof(resp.reason), "message %zu refused: %.200s", i, e.msg);
 			end = 1;
@@ -862,11 +885,34 @@ iotp_rc commission_device_file_apply(struct commission_device *dev, const char *
 		rc = reply_error(result, COMMISSION_E_INTERNAL, "cannot seal the answers", -1, err);
 	}
 out:
-	/* Whatever happened, this share is spent: the next file needs a new
-	 * device-hello (unless the file was never looked at). */
-	if (*consumed)
-		session_end(s);
-	commission_msg_cleanup(&in);
 	commission_msg_cleanup(&m);
+	return rc;
+}
+
+iotp_rc commission_device_file_apply(struct commission_device *dev, const char *text,
+                                     size_t len, struct buf *result, int *consumed,
+                                     struct iotp_err *err)
+{
+	struct commission_msg in;
+	struct iotp_err e;
+	int64_t now = now_ms(dev);
+	int keep = 0;
+	iotp_rc rc;
+
+	memset(&in, 0, sizeof(in));
+	*consumed = 1;
+	rc = commission_msg_parse(text, len, &in, &e);
+	if (rc == IOTP_OK && in.type == CM_PAKE1)
+		rc = file_pake1(dev, &in, now, result, consumed, &keep, err);
+	else if (rc == IOTP_OK && in.type == CM_FILE)
+		rc = file_apply(dev, &in, result, err);
+	else
+		rc = reply_error(result, COMMISSION_E_BAD_REQUEST,
+		                 rc == IOTP_OK ? "not a commission file" : e.msg, -1, err);
+	/* Unless answered with the device's share (or never looked at), this
+	 * session is spent: the next attempt needs a new device-hello. */
+	if (!keep)
+		session_end(&dev->file);
+	commission_msg_cleanup(&in);
 	return rc;
 }

@@ -108,7 +108,8 @@ static iotp_rc device_error(struct commission_installer *in, const struct commis
 		return iotp_err_set(err, IOTP_ERR_LIMIT, "device: %s", m->message);
 	if (strcmp(m->code, COMMISSION_E_BUSY) == 0)
 		return iotp_err_set(err, IOTP_ERR_BUSY, "device: %s", m->message);
-	if (strcmp(m->code, COMMISSION_E_REPLAY) == 0 || strcmp(m->code, COMMISSION_E_SESSION) == 0)
+	if (strcmp(m->code, COMMISSION_E_REPLAY) == 0 || strcmp(m->code, COMMISSION_E_SESSION) == 0 ||
+	    strcmp(m->code, COMMISSION_E_STALE) == 0)
 		return iotp_err_set(err, IOTP_ERR_STATE, "device: %s: %s", m->code, m->message);
 	if (strcmp(m->code, COMMISSION_E_INTEGRITY) == 0)
 		return iotp_err_set(err, IOTP_ERR_AUTH, "device: %s", m->message);
@@ -281,22 +282,14 @@ iotp_rc commission_installer_open(struct commission_installer *in, const char *l
 	return rc;
 }
 
-iotp_rc commission_installer_file_build(struct commission_installer *in, const char *hello,
-                                        size_t hello_len, const struct commission_inner *msgs,
-                                        size_t n_msgs, struct buf *out, struct iotp_err *err)
+iotp_rc commission_installer_file_start(struct commission_installer *in, const char *hello,
+                                        size_t hello_len, struct buf *out, struct iotp_err *err)
 {
 	struct commission_msg h, f;
-	struct buf pt;
 	iotp_rc rc;
 
 	memset(&h, 0, sizeof(h));
 	memset(&f, 0, sizeof(f));
-	buf_init(&pt, COMMISSION_LINE_MAX);
-	if (n_msgs == 0 || n_msgs > COMMISSION_FILE_MSGS_MAX) {
-		rc = iotp_err_set(err, IOTP_ERR_INVALID, "a commission file holds 1 to %d messages",
-		                  COMMISSION_FILE_MSGS_MAX);
-		goto out;
-	}
 	if ((rc = commission_msg_parse(hello, hello_len, &h, err)) != IOTP_OK)
 		goto out;
 	if (h.type != CM_DEVICE_HELLO) {
@@ -305,41 +298,91 @@ iotp_rc commission_installer_file_build(struct commission_installer *in, const c
 	}
 	if ((rc = prover_from_params(in, &h, err)) != IOTP_OK)
 		goto out;
+	/* Only X: a share reveals nothing about the setup code on its own. */
+	f.type = CM_PAKE1;
+	util_strlcpy(f.sid, in->sid_hex, sizeof(f.sid));
+	if ((rc = spake2p_share(in->sp, f.share, err)) != IOTP_OK)
+		goto out;
+	f.has_share = 1;
+	if ((rc = commission_msg_format(&f, out, err)) != IOTP_OK)
+		goto out;
+	in->state = I_PAKE1;
+out:
+	if (rc != IOTP_OK)
+		in->state = I_FAILED;
+	commission_msg_cleanup(&h);
+	return rc;
+}
+
+iotp_rc commission_installer_file_build(struct commission_installer *in, const char *reply,
+                                        size_t reply_len, const struct commission_inner *msgs,
+                                        size_t n_msgs, struct buf *out, struct iotp_err *err)
+{
+	struct commission_msg m, f;
+	struct buf pt;
+	iotp_rc rc;
+
+	memset(&m, 0, sizeof(m));
+	memset(&f, 0, sizeof(f));
+	buf_init(&pt, COMMISSION_LINE_MAX);
+	if (in->state != I_PAKE1) {
+		rc = iotp_err_set(err, IOTP_ERR_STATE, "no commission-1 file was written");
+		goto out;
+	}
+	if (n_msgs == 0 || n_msgs > COMMISSION_FILE_MSGS_MAX) {
+		rc = iotp_err_set(err, IOTP_ERR_INVALID, "a commission file holds 1 to %d messages",
+		                  COMMISSION_FILE_MSGS_MAX);
+		goto out;
+	}
+	if ((rc = commission_msg_parse(reply, reply_len, &m, err)) != IOTP_OK) {
+		rc = iotp_err_prefix(err, IOTP_ERR_INVALID, "unreadable device-reply");
+		goto fail;
+	}
+	if (m.type == CM_ERROR) {
+		rc = device_error(in, &m, err);
+		goto out;
+	}
+	if (m.type != CM_PAKE2 || strcmp(m.sid, in->sid_hex) != 0) {
+		rc = iotp_err_set(err, IOTP_ERR_INVALID, "device-reply for another commission-1 file");
+		goto fail;
+	}
 	f.type = CM_FILE;
 	util_strlcpy(f.sid, in->sid_hex, sizeof(f.sid));
-	if ((rc = spake2p_share(in->sp, f.share, err)) != IOTP_OK ||
-	    (rc = spake2p_finish(in->sp, h.share, SPAKE2P_POINT_LEN, f.confirm, err)) != IOTP_OK)
-		goto out;
-	f.has_share = f.has_confirm = 1;
-	/* The device's confirmation comes back with the result: the answers
-	 * are trusted only once it checked (commission_installer_file_result). */
-	{
-		uint8_t key[SPAKE2P_HASH_LEN];
-
-		if ((rc = spake2p_shared_key_early(in->sp, key, err)) == IOTP_OK)
-			rc = commission_channel_init(&in->ch, 0, key, in->sid, err);
-		OPENSSL_cleanse(key, sizeof(key));
-		if (rc != IOTP_OK)
-			goto out;
+	if ((rc = spake2p_finish(in->sp, m.share, SPAKE2P_POINT_LEN, f.confirm, err)) != IOTP_OK)
+		goto fail;
+	/* The device proves it knows the verifier before anything that
+	 * depends on the setup code (cP, the sealed requests) is written. */
+	if (spake2p_confirm_check(in->sp, m.confirm, SPAKE2P_HASH_LEN, NULL) != IOTP_OK) {
+		rc = iotp_err_set(err, IOTP_ERR_AUTH,
+		                  "wrong setup code (the device could not prove it knows it): "
+		                  "nothing was written for it");
+		goto fail;
 	}
+	f.has_confirm = 1;
+	if ((rc = open_channel(in, err)) != IOTP_OK)
+		goto fail;
 	if (!(f.msgs = calloc(n_msgs, sizeof(*f.msgs)))) {
 		rc = iotp_err_set(err, IOTP_ERR_NOMEM, "commission file");
-		goto out;
+		goto fail;
 	}
 	for (size_t i = 0; i < n_msgs; i++) {
 		pt.len = 0;
 		if ((rc = commission_inner_format(&msgs[i], &pt, err)) != IOTP_OK ||
 		    (rc = commission_channel_seal(&in->ch, pt.data, pt.len, &f.msgs[i], err)) !=
 		            IOTP_OK)
-			goto out;
+			goto fail;
 		OPENSSL_cleanse(pt.data, pt.len);
 		f.n_msgs = i + 1;
 	}
+	if ((rc = commission_msg_format(&f, out, err)) != IOTP_OK)
+		goto fail;
 	in->state = I_PAKE3;
-	rc = commission_msg_format(&f, out, err);
+	goto out;
+fail:
+	in->state = I_FAILED;
 out:
 	buf_cleanup_secure(&pt);
-	commission_msg_cleanup(&h);
+	commission_msg_cleanup(&m);
 	commission_msg_cleanup(&f);
 	return rc;
 }

@@ -368,10 +368,9 @@ iotp_rc commission_msg_parse(const char *line, size_t len, struct commission_msg
 		rc = parse_params(o, &m, err);
 		break;
 	case CM_DEVICE_HELLO:
-		if ((rc = parse_params(o, &m, err)) != IOTP_OK)
-			break;
-		rc = get_b64_fixed(o, "Y", m.share, SPAKE2P_POINT_LEN, err);
-		m.has_share = rc == IOTP_OK;
+		/* Parameters only: the device's share follows the installer's
+		 * (device-reply), never before it. */
+		rc = parse_params(o, &m, err);
 		break;
 	case CM_PAKE1:
 		rc = get_b64_fixed(o, "X", m.share, SPAKE2P_POINT_LEN, err);
@@ -392,9 +391,7 @@ iotp_rc commission_msg_parse(const char *line, size_t len, struct commission_msg
 		rc = parse_sealed(o, &m.sealed, err);
 		break;
 	case CM_FILE:
-		if ((rc = get_b64_fixed(o, "X", m.share, SPAKE2P_POINT_LEN, err)) != IOTP_OK)
-			break;
-		m.has_share = 1;
+		/* X travelled earlier (commission-1, a pake1). */
 		if ((rc = get_b64_fixed(o, "cP", m.confirm, SPAKE2P_HASH_LEN, err)) != IOTP_OK)
 			break;
 		m.has_confirm = 1;

@@ -49,11 +49,14 @@ int cm_http_port(const struct cm_transport *t);
 iotp_rc cm_serial_new(const char *path, struct cm_transport **out, struct iotp_err *err);
 
 /* Removable media mounted at dir: keeps dir/device-hello.json current,
- * applies dir/commission.json once, writes dir/commission-result.json and
- * renames the file commission.json.done (or .rejected). */
+ * answers dir/commission-1.json with dir/device-reply.json, applies
+ * dir/commission.json once and writes dir/commission-result.json; each
+ * answered file is renamed NAME.done (or NAME.rejected). */
 iotp_rc cm_media_new(const char *dir, struct cm_transport **out, struct iotp_err *err);
 
 #define CM_MEDIA_HELLO "device-hello.json"
+#define CM_MEDIA_FILE1 "commission-1.json"
+#define CM_MEDIA_REPLY "device-reply.json"
 #define CM_MEDIA_FILE "commission.json"
 #define CM_MEDIA_RESULT "commission-result.json"
 

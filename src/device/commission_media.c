@@ -1,17 +1,19 @@
 /*
  * Commissioning from removable media (a USB stick, an SD card): the one
  * transport that cannot answer while the installer waits, so the exchange
- * takes one round trip of the medium. While the medium is mounted at dir:
- *   - the device keeps dir/device-hello.json current: its SPAKE2+ share and
- *     parameters for one session (the share Y needs nothing from the
- *     installer, so it can be published first);
- *   - when dir/commission.json appears (the installer's share, confirmation
- *     and sealed requests, written by `iotprov commission --device DIR`),
- *     the device checks and applies it once, writes
- *     dir/commission-result.json (its confirmation and sealed answers) and
- *     renames the file commission.json.done, or .rejected when it was
- *     refused. A new device-hello follows, so an old file copied back is
- *     stale and refused without being applied.
+ * takes two round trips of the medium. While the medium is mounted at dir:
+ *   - the device keeps dir/device-hello.json current: its parameters for
+ *     one session (sid, device, salt, iterations; no share);
+ *   - when dir/commission-1.json appears (the installer's share only), the
+ *     device answers dir/device-reply.json (its share and confirmation);
+ *   - when dir/commission.json appears (the installer's confirmation and
+ *     sealed requests, written by `iotprov commission --device DIR` only
+ *     after it checked the device's confirmation), the device checks and
+ *     applies it once and writes dir/commission-result.json (its sealed
+ *     answers).
+ * Each file is renamed NAME.done once answered, or NAME.rejected when it
+ * was refused. A new device-hello follows a commission file, so an old
+ * file copied back is stale and refused without being applied.
  * The medium is polled on each tick; a medium that is absent is not an
  * error (it may be plugged in later).
  */
@@ -87,7 +89,8 @@ out:
 	buf_cleanup(&hello);
 }
 
-static void apply_file(struct media_t *m, struct commission_device *dev)
+static void apply_file(struct media_t *m, struct commission_device *dev, const char *name,
+                       const char *answer)
 {
 	char path[4096], res[4096], done[4200];
 	char *text = NULL;
@@ -98,8 +101,8 @@ static void apply_file(struct media_t *m, struct commission_device *dev)
 	int consumed = 0, refused;
 	iotp_rc rc;
 
-	path_of(m, CM_MEDIA_FILE, path, sizeof(path));
-	path_of(m, CM_MEDIA_RESULT, res, sizeof(res));
+	path_of(m, name, path, sizeof(path));
+	path_of(m, answer, res, sizeof(res));
 	buf_init(&result, 0);
 	rc = util_read_file(path, COMMISSION_FILE_MAX, &text, &len, &err);
 	if (rc == IOTP_ERR_NOT_FOUND)
@@ -144,7 +147,8 @@ static void media_tick(struct cm_transport *t, struct commission_device *dev)
 	m->next_ms = now + POLL_MS;
 	if (stat(m->dir, &st) != 0 || !S_ISDIR(st.st_mode))
 		return; /* no medium */
-	apply_file(m, dev);
+	apply_file(m, dev, CM_MEDIA_FILE1, CM_MEDIA_REPLY);
+	apply_file(m, dev, CM_MEDIA_FILE, CM_MEDIA_RESULT);
 	keep_hello(m, dev);
 }
 

@@ -574,11 +574,34 @@ out:
 
 /* ---- removable media ------------------------------------------------------ */
 
+/* Waits until path exists and gone no longer does (the device renamed the
+ * file it answered); *text is malloc'ed. */
+static int media_wait(const char *path, const char *gone, int64_t deadline, char **text,
+                      size_t *len)
+{
+	struct iotp_err err;
+
+	for (;;) {
+		free(*text);
+		*text = NULL;
+		if (util_read_file(path, COMMISSION_FILE_MAX, text, len, &err) == IOTP_OK &&
+		    access(gone, F_OK) != 0)
+			return 0;
+		if (util_mono_ms() > deadline)
+			return -1;
+		usleep(200 * 1000);
+	}
+}
+
+/* One session over the medium, two rounds: commission-1.json (our share
+ * only) -> device-reply.json (the device's share and confirmation), then,
+ * only once that confirmation checks, commission.json (ours and the sealed
+ * requests) -> commission-result.json. */
 static int media_round(struct link *l, struct run *r, const char *code, const char *last_hello,
                        char **hello_used)
 {
-	char hp[1100], fp[1100], rp[1100];
-	char *hello = NULL, *res = NULL;
+	char hp[1100], p1[1100], rp1[1100], fp[1100], rp[1100];
+	char *hello = NULL, *res = NULL, *seen = NULL;
 	size_t hlen = 0, rlen = 0;
 	struct commission_installer *in = NULL;
 	struct commission_inner msgs[2], outs[COMMISSION_FILE_MSGS_MAX];
@@ -586,44 +609,44 @@ static int media_round(struct link *l, struct run *r, const char *code, const ch
 	struct iotp_err err;
 	size_t n = 0, nm = 0;
 	int64_t deadline = util_mono_ms() + l->timeout_ms;
-	int status = CLI_FAIL;
+	int status = CLI_FAIL, tries = 0;
 	iotp_rc rc;
 
 	snprintf(hp, sizeof(hp), "%s/device-hello.json", l->target);
+	snprintf(p1, sizeof(p1), "%s/commission-1.json", l->target);
+	snprintf(rp1, sizeof(rp1), "%s/device-reply.json", l->target);
 	snprintf(fp, sizeof(fp), "%s/commission.json", l->target);
 	snprintf(rp, sizeof(rp), "%s/commission-result.json", l->target);
 	buf_init(&file, COMMISSION_FILE_MAX);
-	/* The device-hello this file answers: a new one after an earlier round. */
+again:
+	/* The device-hello this session answers: a new one after an earlier
+	 * round, or after the device called our first file stale. */
 	for (;;) {
 		free(hello);
 		hello = NULL;
 		if (util_read_file(hp, COMMISSION_LINE_MAX, &hello, &hlen, &err) == IOTP_OK &&
-		    (!last_hello || strcmp(hello, last_hello) != 0))
+		    (!last_hello || strcmp(hello, last_hello) != 0) && (!seen || strcmp(hello, seen) != 0))
 			break;
 		if (util_mono_ms() > deadline) {
 			snprintf(r->reason, sizeof(r->reason), "no %s from the device: %s", hp,
-			         last_hello ? "it did not publish a new one" : "is the medium its own?");
+			         last_hello || seen ? "it did not publish a new one"
+			                            : "is the medium its own?");
 			goto out;
 		}
 		usleep(200 * 1000);
 	}
+	commission_installer_free(in);
+	in = NULL;
+	file.len = 0;
 	if (commission_installer_new(code, &in, &err) != IOTP_OK) {
 		snprintf(r->reason, sizeof(r->reason), "%s", err.msg);
 		goto out;
 	}
-	memset(msgs, 0, sizeof(msgs));
-	msgs[nm].type = CMI_NETWORK;
-	msgs[nm++].net = r->net;
-	if (r->have_claim) {
-		msgs[nm].type = CMI_PROVISION;
-		msgs[nm++].claim = r->claim;
-	}
-	rc = commission_installer_file_build(in, hello, hlen, msgs, nm, &file, &err);
-	OPENSSL_cleanse(&msgs[0].net, sizeof(msgs[0].net));
+	rc = commission_installer_file_start(in, hello, hlen, &file, &err);
 	if (rc == IOTP_OK) {
 		buf_puts(&file, "\n");
-		unlink(rp);
-		rc = util_write_file(fp, file.data, file.len, 0600, &err);
+		unlink(rp1);
+		rc = util_write_file(p1, file.data, file.len, 0600, &err);
 	}
 	if (rc != IOTP_OK) {
 		snprintf(r->reason, sizeof(r->reason), "%s", err.msg);
@@ -633,21 +656,51 @@ static int media_round(struct link *l, struct run *r, const char *code, const ch
 		util_strlcpy(r->device, commission_installer_device(in), sizeof(r->device));
 		step(r, "device %s found on %s", r->device, l->target);
 	}
+	step(r, "wrote %s (our SPAKE2+ share only): waiting for the device's reply", p1);
+	if (media_wait(rp1, p1, deadline, &res, &rlen) != 0) {
+		snprintf(r->reason, sizeof(r->reason),
+		         "the device did not answer %s: move the medium to it and run again with "
+		         "the same options", p1);
+		goto out;
+	}
+	memset(msgs, 0, sizeof(msgs));
+	nm = 0;
+	msgs[nm].type = CMI_NETWORK;
+	msgs[nm++].net = r->net;
+	if (r->have_claim) {
+		msgs[nm].type = CMI_PROVISION;
+		msgs[nm++].claim = r->claim;
+	}
+	file.len = 0;
+	rc = commission_installer_file_build(in, res, rlen, msgs, nm, &file, &err);
+	OPENSSL_cleanse(&msgs[0].net, sizeof(msgs[0].net));
+	if (rc == IOTP_ERR_STATE && tries++ == 0) {
+		/* Stale (the device was waiting for another session's file):
+		 * it has drawn a new device-hello; answer that one. */
+		step(r, "the device wants a new file (%s): writing one for its new device-hello",
+		     err.msg);
+		free(seen);
+		seen = hello;
+		hello = NULL;
+		goto again;
+	}
+	if (rc == IOTP_OK) {
+		buf_puts(&file, "\n");
+		unlink(rp);
+		rc = util_write_file(fp, file.data, file.len, 0600, &err);
+	}
+	if (rc != IOTP_OK) {
+		snprintf(r->reason, sizeof(r->reason), "%s", err.msg);
+		goto out;
+	}
+	step(r, "the device proved it knows the setup code");
 	step(r, "wrote %s (network %s%s): waiting for the device to apply it", fp, net_name(&r->net),
 	     r->have_claim ? " and the claim" : "");
-	for (;;) {
-		free(res);
-		res = NULL;
-		if (util_read_file(rp, COMMISSION_FILE_MAX, &res, &rlen, &err) == IOTP_OK &&
-		    access(fp, F_OK) != 0)
-			break;
-		if (util_mono_ms() > deadline) {
-			snprintf(r->reason, sizeof(r->reason),
-			         "the device did not answer: move the medium to it and run again with "
-			         "the same options");
-			goto out;
-		}
-		usleep(200 * 1000);
+	if (media_wait(rp, fp, deadline, &res, &rlen) != 0) {
+		snprintf(r->reason, sizeof(r->reason),
+		         "the device did not answer: move the medium to it and run again with "
+		         "the same options");
+		goto out;
 	}
 	rc = commission_installer_file_result(in, res, rlen, outs, COMMISSION_FILE_MSGS_MAX, &n,
 	                                      &err);
@@ -693,6 +746,7 @@ out:
 	commission_installer_free(in);
 	buf_cleanup_secure(&file);
 	free(hello);
+	free(seen);
 	free(res);
 	return status;
 }

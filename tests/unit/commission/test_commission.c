@@ -465,34 +465,66 @@ static void test_expired_claim(void **state)
 	commission_device_free(dev);
 }
 
+/* The media rounds: commission-1 -> device-reply -> commission -> result. */
+static iotp_rc file_rounds(struct commission_device *dev, struct commission_installer *in,
+                           const struct commission_inner *msgs, size_t n_msgs, struct buf *file,
+                           struct buf *result)
+{
+	struct buf hello, one, reply;
+	struct iotp_err err;
+	int consumed = 0;
+	iotp_rc rc;
+
+	buf_init(&hello, 0);
+	buf_init(&one, 0);
+	buf_init(&reply, 0);
+	assert_int_equal(commission_device_file_hello(dev, &hello, &err), IOTP_OK);
+	/* The device publishes no share before the installer's. */
+	assert_null(strstr(hello.data, "\"Y\""));
+	assert_int_equal(commission_installer_file_start(in, hello.data, hello.len, &one, &err),
+	                 IOTP_OK);
+	assert_null(strstr(one.data, "\"cP\""));
+	assert_null(strstr(one.data, "\"ct\""));
+	assert_int_equal(commission_device_file_apply(dev, one.data, one.len, &reply, &consumed,
+	                                              &err),
+	                 IOTP_OK);
+	assert_true(consumed);
+	rc = commission_installer_file_build(in, reply.data, reply.len, msgs, n_msgs, file, &err);
+	if (rc == IOTP_OK) {
+		assert_int_equal(commission_device_file_apply(dev, file->data, file->len, result,
+		                                              &consumed, &err),
+		                 IOTP_OK);
+		assert_true(consumed);
+	}
+	buf_cleanup(&hello);
+	buf_cleanup(&one);
+	buf_cleanup(&reply);
+	return rc;
+}
+
 static void test_file_once(void **state)
 {
 	struct fake f = {.now = 1000};
 	struct commission_device *dev = make_device(&f, NULL, 5);
 	struct commission_installer *in = NULL;
 	struct commission_inner msgs[2], outs[4];
-	struct buf hello, file, result;
+	struct buf file, result, hello, one, reply;
 	struct iotp_err err;
 	size_t n = 0;
 	int consumed = 0;
 
 	(void)state;
-	buf_init(&hello, 0);
 	buf_init(&file, 0);
 	buf_init(&result, 0);
+	buf_init(&hello, 0);
+	buf_init(&one, 0);
+	buf_init(&reply, 0);
 	msgs[0] = network("Greenhouse", GOOD_PSK);
 	msgs[1] = provision("Plant", -60, 300);
-	assert_int_equal(commission_device_file_hello(dev, &hello, &err), IOTP_OK);
 	assert_int_equal(commission_installer_new(CODE, &in, &err), IOTP_OK);
-	assert_int_equal(commission_installer_file_build(in, hello.data, hello.len, msgs, 2, &file,
-	                                                 &err),
-	                 IOTP_OK);
+	assert_int_equal(file_rounds(dev, in, msgs, 2, &file, &result), IOTP_OK);
 	/* The passphrase is not in the file in the clear. */
 	assert_null(strstr(file.data, "horse"));
-	assert_int_equal(commission_device_file_apply(dev, file.data, file.len, &result, &consumed,
-	                                              &err),
-	                 IOTP_OK);
-	assert_true(consumed);
 	assert_int_equal(commission_installer_file_result(in, result.data, result.len, outs, 4, &n,
 	                                                  &err),
 	                 IOTP_OK);
@@ -512,29 +544,138 @@ static void test_file_once(void **state)
 	assert_int_equal(f.provisions, 1);
 	commission_installer_free(in);
 
-	/* A wrong code in a file: refused and counted. */
+	/* A wrong code: the installer stops at the device's confirmation and
+	 * writes nothing more; the device counted the guess. */
 	in = NULL;
-	hello.len = file.len = result.len = 0;
-	assert_int_equal(commission_device_file_hello(dev, &hello, &err), IOTP_OK);
+	file.len = result.len = 0;
 	assert_int_equal(commission_installer_new("13572468", &in, &err), IOTP_OK);
-	assert_int_equal(commission_installer_file_build(in, hello.data, hello.len, msgs, 1, &file,
+	assert_int_equal(file_rounds(dev, in, msgs, 1, &file, &result), IOTP_ERR_AUTH);
+	assert_int_equal(file.len, 0);
+	assert_int_equal(f.applies, 1);
+	commission_installer_free(in);
+	{
+		struct commission_device_status st;
+
+		commission_device_status(dev, &st);
+		assert_int_equal(st.failures, 1);
+		assert_true(st.retry_in_ms > 0);
+	}
+
+	/* The device still waits for that session's commission file: a new
+	 * commission-1 for it is stale and ends it (a new device-hello). */
+	assert_int_equal(commission_device_file_hello(dev, &hello, &err), IOTP_OK);
+	assert_int_equal(commission_installer_new(CODE, &in, &err), IOTP_OK);
+	assert_int_equal(commission_installer_file_start(in, hello.data, hello.len, &one, &err),
+	                 IOTP_OK);
+	assert_int_equal(commission_device_file_apply(dev, one.data, one.len, &reply, &consumed,
+	                                              &err),
+	                 IOTP_OK);
+	assert_non_null(strstr(reply.data, "\"code\":\"stale\""));
+	assert_int_equal(commission_installer_file_build(in, reply.data, reply.len, msgs, 1, &file,
+	                                                 &err),
+	                 IOTP_ERR_STATE);
+	commission_installer_free(in);
+
+	/* Throttled: the next commission-1 is left for later, then answered. */
+	in = NULL;
+	file.len = result.len = 0;
+	assert_int_equal(commission_installer_new(CODE, &in, &err), IOTP_OK);
+	hello.len = one.len = reply.len = 0;
+	assert_int_equal(commission_device_file_hello(dev, &hello, &err), IOTP_OK);
+	assert_int_equal(commission_installer_file_start(in, hello.data, hello.len, &one, &err),
+	                 IOTP_OK);
+	assert_int_equal(commission_device_file_apply(dev, one.data, one.len, &reply, &consumed,
+	                                              &err),
+	                 IOTP_OK);
+	assert_false(consumed);
+	assert_non_null(strstr(reply.data, "\"code\":\"throttled\""));
+	f.now += 1000;
+	reply.len = 0;
+	assert_int_equal(commission_device_file_apply(dev, one.data, one.len, &reply, &consumed,
+	                                              &err),
+	                 IOTP_OK);
+	assert_true(consumed);
+	assert_int_equal(commission_installer_file_build(in, reply.data, reply.len, msgs, 1, &file,
 	                                                 &err),
 	                 IOTP_OK);
 	assert_int_equal(commission_device_file_apply(dev, file.data, file.len, &result, &consumed,
 	                                              &err),
 	                 IOTP_OK);
-	assert_non_null(strstr(result.data, "\"code\":\"auth\""));
 	assert_int_equal(commission_installer_file_result(in, result.data, result.len, outs, 4, &n,
 	                                                  &err),
-	                 IOTP_ERR_AUTH);
-	assert_int_equal(f.applies, 1);
+	                 IOTP_OK);
+	assert_int_equal(n, 1);
+	assert_true(outs[0].ok);
+	commission_inner_cleanup(&outs[0]);
+	assert_int_equal(f.applies, 2);
 	commission_installer_free(in);
 	commission_inner_cleanup(&msgs[0]);
 	commission_inner_cleanup(&msgs[1]);
-	buf_cleanup(&hello);
 	buf_cleanup(&file);
 	buf_cleanup(&result);
+	buf_cleanup(&hello);
+	buf_cleanup(&one);
+	buf_cleanup(&reply);
 	commission_device_free(dev);
+}
+
+/* Whoever plants a device-hello and answers with a device-reply of their
+ * own (a verifier for another code: they know their ephemeral scalar) gets
+ * the installer's share and nothing else: no confirmation, no sealed data
+ * to test setup-code guesses against offline. */
+static void test_file_planted_device(void **state)
+{
+	static const uint8_t salt[16] = {7, 7, 7};
+	struct fake f = {.now = 1000};
+	struct commission_record real = record, fake;
+	struct commission_device *impostor;
+	struct commission_installer *in = NULL;
+	struct commission_inner msgs[1];
+	struct buf hello, one, reply, file;
+	struct iotp_err err;
+	int consumed = 0;
+
+	(void)state;
+	assert_int_equal(commission_record_make("plant-sensor-7", "00000000", salt, sizeof(salt),
+	                                        1000, &fake, &err),
+	                 IOTP_OK);
+	record = fake;
+	impostor = make_device(&f, NULL, 5);
+	record = real;
+	buf_init(&hello, 0);
+	buf_init(&one, 0);
+	buf_init(&reply, 0);
+	buf_init(&file, 0);
+	msgs[0] = network("Greenhouse", GOOD_PSK);
+	assert_int_equal(commission_device_file_hello(impostor, &hello, &err), IOTP_OK);
+	assert_int_equal(commission_installer_new(CODE, &in, &err), IOTP_OK);
+	assert_int_equal(commission_installer_file_start(in, hello.data, hello.len, &one, &err),
+	                 IOTP_OK);
+	assert_null(strstr(one.data, "\"cP\""));
+	assert_null(strstr(one.data, "\"ct\""));
+	assert_null(strstr(one.data, "\"msgs\""));
+	assert_int_equal(commission_device_file_apply(impostor, one.data, one.len, &reply,
+	                                              &consumed, &err),
+	                 IOTP_OK);
+	assert_non_null(strstr(reply.data, "\"cV\""));
+	assert_int_equal(commission_installer_file_build(in, reply.data, reply.len, msgs, 1, &file,
+	                                                 &err),
+	                 IOTP_ERR_AUTH);
+	assert_non_null(strstr(err.msg, "wrong setup code"));
+	assert_int_equal(file.len, 0);
+	/* And the installer is done: a second try with the same reply fails. */
+	assert_int_equal(commission_installer_file_build(in, reply.data, reply.len, msgs, 1, &file,
+	                                                 &err),
+	                 IOTP_ERR_STATE);
+	assert_int_equal(file.len, 0);
+	commission_installer_free(in);
+	commission_inner_cleanup(&msgs[0]);
+	commission_record_cleanup(&fake);
+	buf_cleanup(&hello);
+	buf_cleanup(&one);
+	buf_cleanup(&reply);
+	buf_cleanup(&file);
+	commission_device_free(impostor);
 }
 
 static void test_bad_messages(void **state)
@@ -736,6 +877,7 @@ int main(void)
 		cmocka_unit_test(test_busy_and_idle_timeout),
 		cmocka_unit_test(test_expired_claim),
 		cmocka_unit_test(test_file_once),
+		cmocka_unit_test(test_file_planted_device),
 		cmocka_unit_test(test_bad_messages),
 		cmocka_unit_test(test_network_render),
 		cmocka_unit_test(test_network_apply_command),
