@@ -131,6 +131,31 @@ int fleet_on_message(struct plugin *pl, struct mosquitto *client, const char *to
 	return MOSQ_ERR_SUCCESS;
 }
 
+int fleet_calls_hook(struct iotp_core *core, const struct job *j)
+{
+	struct prov_template t = {0};
+	struct iotp_err err;
+	int hooked;
+
+	if (core == NULL || j->kind != JOB_FLEET || j->topic.op != FLEET_PROVISION)
+		return 0;
+	if (prov_template_describe(core, j->topic.template_name, &t, &err) != IOTP_OK)
+		return 0;
+	hooked = t.hook != NULL;
+	prov_template_cleanup(&t);
+	return hooked;
+}
+
+struct result *fleet_refusal(const struct job *j, iotp_rc rc, const char *msg)
+{
+	struct result *r = reply_new(&j->topic, 0, rejected_for(rc, msg), j->client_id,
+	                             j->conn_serial);
+
+	if (r != NULL)
+		r->t_start_ms = j->t_start_ms;
+	return r;
+}
+
 struct result *fleet_run(struct plugin *pl, struct iotp_core *core, struct job *j)
 {
 	struct prov_claimant who = {.cert_id = j->cert_id, .client_id = j->client_id};

@@ -6,6 +6,8 @@
  *   plugin_opt_config /path/to/iotprov-data/iotprov.conf   (required)
  *   plugin_opt_capath /path/to/capath        (optional: kept up to date)
  *   plugin_opt_workers 2                     (optional: provisioning threads)
+ *   plugin_opt_hook_workers 4                (optional: threads for requests
+ *                                             whose template calls a hook)
  *   plugin_opt_queue_max 4096                (optional: pending jobs)
  *   plugin_opt_feed_interval_ms 200          (optional: change-feed poll)
  *
@@ -31,6 +33,7 @@
 #include "plugin/plugin.h"
 
 #define DEFAULT_WORKERS 2
+#define DEFAULT_HOOK_WORKERS 4
 #define DEFAULT_QUEUE_MAX 4096
 #define DEFAULT_FEED_MS 200
 #define CONN_BUCKETS 4096
@@ -295,6 +298,7 @@ static iotp_rc options_read(struct plugin *pl, const struct mosquitto_opt *opts,
 	iotp_rc rc;
 
 	pl->nworkers = DEFAULT_WORKERS;
+	pl->nhook_workers = DEFAULT_HOOK_WORKERS;
 	pl->queue_max = DEFAULT_QUEUE_MAX;
 	pl->feed_interval_ms = DEFAULT_FEED_MS;
 	for (int i = 0; i < n; i++) {
@@ -310,6 +314,10 @@ static iotp_rc options_read(struct plugin *pl, const struct mosquitto_opt *opts,
 			if ((rc = option_int(k, val, 1, 64, &v, err)) != IOTP_OK)
 				return rc;
 			pl->nworkers = (size_t)v;
+		} else if (strcmp(k, "hook_workers") == 0) {
+			if ((rc = option_int(k, val, 0, 64, &v, err)) != IOTP_OK)
+				return rc;
+			pl->nhook_workers = (size_t)v;
 		} else if (strcmp(k, "queue_max") == 0) {
 			if ((rc = option_int(k, val, 1, 1000000, &v, err)) != IOTP_OK)
 				return rc;
@@ -362,7 +370,8 @@ static void plugin_free(struct plugin *pl)
 	for (size_t i = 0; pl->pid != NULL && i < IOTP_ARRAY_LEN(callbacks); i++)
 		mosquitto_callback_unregister(pl->pid, callbacks[i].event, callbacks[i].cb, NULL);
 	feed_stop(&pl->feed);
-	work_stop(&pl->work);
+	work_stop(&pl->work); /* first: its workers hand jobs to hook_work */
+	work_stop(&pl->hook_work);
 	while ((n = pl->results.head) != NULL) {
 		pl->results.head = n->next;
 		result_free((struct result *)n);
@@ -411,6 +420,9 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	}
 	if ((rc = conn_map_init(&pl->conns, CONN_BUCKETS, &err)) != IOTP_OK ||
 	    (rc = work_start(&pl->work, pl, pl->nworkers, pl->queue_max, &err)) != IOTP_OK ||
+	    (pl->nhook_workers > 0 &&
+	     (rc = work_start(&pl->hook_work, pl, pl->nhook_workers, pl->queue_max, &err)) !=
+	     IOTP_OK) ||
 	    (rc = feed_start(&pl->feed, pl, &err)) != IOTP_OK)
 		goto fail;
 	for (size_t i = 0; i < IOTP_ARRAY_LEN(callbacks); i++) {
@@ -422,8 +434,9 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		}
 		pl->pid = identifier; /* from now on cleanup unregisters */
 	}
-	LOG_INFO("iotprov plugin ready: store %s, %zu workers, capath %s", store_backend_name(
-	         pl->core.store), pl->nworkers, pl->capath[0] != '\0' ? pl->capath : "(none)");
+	LOG_INFO("iotprov plugin ready: store %s, %zu workers, %zu hook workers, capath %s",
+	         store_backend_name(pl->core.store), pl->nworkers, pl->nhook_workers,
+	         pl->capath[0] != '\0' ? pl->capath : "(none)");
 	*userdata = pl;
 	return MOSQ_ERR_SUCCESS;
 fail:

@@ -168,12 +168,17 @@ struct queue {
 
 struct work {
 	struct plugin *pl;               /* borrowed */
+	int for_hooks;                   /* the pool of requests that call a hook */
 	struct queue jobs;
 	pthread_t *threads;
 	size_t nthreads, started;
 };
 
-/* Starts n workers, each opening its own core with pl->conf. */
+/* Starts n workers, each opening its own core with pl->conf. A request to
+ * provision with a template that has a pre-provisioning hook, taken by a
+ * worker of pl->work, is handed to pl->hook_work (when that pool has
+ * threads), so hooks that hang hold up only hooked requests, never the
+ * rest of the fleet. */
 iotp_rc work_start(struct work *w, struct plugin *pl, size_t n, size_t queue_max,
                    struct iotp_err *err);
 /* Queues a job (ownership passes on success). IOTP_ERR_THROTTLED when the
@@ -216,10 +221,12 @@ struct plugin {
 	uint64_t policy_gen;             /* bumped by RESULT_INVALIDATE */
 	uint64_t next_serial;
 	struct work work;
+	struct work hook_work;           /* provision requests that call a hook */
 	struct feed feed;
 	struct queue results;
 	int feed_interval_ms;
 	size_t nworkers;
+	size_t nhook_workers;            /* 0: hooked requests on the workers */
 	size_t queue_max;
 	const struct prov_hook *hook;    /* pre-provisioning hook caller, or NULL */
 	struct prov_hook hook_storage;
@@ -243,6 +250,12 @@ int fleet_on_message(struct plugin *pl, struct mosquitto *client, const char *to
                      const void *payload, uint32_t len);
 /* fleet.c: runs a JOB_FLEET on a worker with its core; returns the reply. */
 struct result *fleet_run(struct plugin *pl, struct iotp_core *core, struct job *j);
+/* fleet.c: 1 when j is a provision request whose template has a
+ * pre-provisioning hook (a template that cannot be read: 0, fleet_run
+ * then says why). */
+int fleet_calls_hook(struct iotp_core *core, const struct job *j);
+/* fleet.c: the rejected reply to j for rc and msg. */
+struct result *fleet_refusal(const struct job *j, iotp_rc rc, const char *msg);
 
 /* plugin.c: queues an audit event about a refused or notable connection. */
 void plugin_audit(struct plugin *pl, const char *action, const char *cert_id,

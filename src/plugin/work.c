@@ -203,8 +203,18 @@ static void *worker_main(void *arg)
 				run_jitr(pl, &core, j);
 				break;
 			case JOB_FLEET: {
-				struct result *r = fleet_run(pl, &core, j);
+				struct result *r;
 
+				if (!w->for_hooks && pl->hook_work.nthreads > 0 &&
+				    fleet_calls_hook(&core, j)) {
+					if (work_submit(&pl->hook_work, j) == IOTP_OK)
+						continue; /* the hook pool owns it now */
+					LOG_WARN("broker: client %s: %s refused, hook queue full",
+					         j->client_id, j->topic.base);
+					r = fleet_refusal(j, IOTP_ERR_THROTTLED, "Too many requests");
+				} else {
+					r = fleet_run(pl, &core, j);
+				}
 				if (r != NULL)
 					results_push(pl, r);
 				break;
@@ -228,6 +238,7 @@ iotp_rc work_start(struct work *w, struct plugin *pl, size_t n, size_t queue_max
 {
 	memset(w, 0, sizeof(*w));
 	w->pl = pl;
+	w->for_hooks = w == &pl->hook_work;
 	w->jobs.max = queue_max;
 	pthread_mutex_init(&w->jobs.lock, NULL);
 	pthread_cond_init(&w->jobs.cond, NULL);
