@@ -762,6 +762,17 @@ iotp_rc commission_device_handle(struct commission_device *dev, const char *line
  * The installer writes cP and the sealed requests only after checking cV,
  * exactly as over the interactive transports. */
 
+/* A share answered but never confirmed is given up after the idle time,
+ * whether or not the media went away meanwhile (checked by _file_hello and
+ * before any file is looked at). */
+static void file_expire(struct commission_device *dev, int64_t now)
+{
+	if (dev->file.state == S_PAKE2 && now - dev->file.last_ms > dev->lim.idle_timeout_ms) {
+		LOG_INFO("commission: media session %.8s expired", dev->file.sid_hex);
+		session_end(&dev->file);
+	}
+}
+
 iotp_rc commission_device_file_hello(struct commission_device *dev, struct buf *out,
                                      struct iotp_err *err)
 {
@@ -769,11 +780,7 @@ iotp_rc commission_device_file_hello(struct commission_device *dev, struct buf *
 	int64_t now = now_ms(dev);
 	iotp_rc rc;
 
-	/* A share answered but never confirmed: given up after the idle time. */
-	if (dev->file.state == S_PAKE2 && now - dev->file.last_ms > dev->lim.idle_timeout_ms) {
-		LOG_INFO("commission: media session %.8s expired", dev->file.sid_hex);
-		session_end(&dev->file);
-	}
+	file_expire(dev, now);
 	if (dev->file.state == S_NONE) {
 		if ((rc = session_start(dev, &dev->file, now, err)) != IOTP_OK)
 			return rc;
@@ -799,7 +806,10 @@ static iotp_rc file_pake1(struct commission_device *dev, const struct commission
 	struct iotp_err e;
 	int64_t wait;
 
-	if (!sid_matches(s, in) || s->state != S_PARAMS)
+	/* A leftover of another session leaves the current one alone; one for
+	 * this session that comes again (an installer run anew) ends it. */
+	*keep = !sid_matches(s, in);
+	if (*keep || s->state != S_PARAMS)
 		return reply_error(result, COMMISSION_E_STALE,
 		                   "this file answers another device-hello: write it again", -1, err);
 	if ((wait = guess_wait(dev, now)) > 0) {
@@ -825,7 +835,7 @@ static iotp_rc file_pake1(struct commission_device *dev, const struct commission
 /* commission: the installer's confirmation and sealed requests, applied
  * once cP checks. */
 static iotp_rc file_apply(struct commission_device *dev, const struct commission_msg *in,
-                          struct buf *result, struct iotp_err *err)
+                          struct buf *result, int *keep, struct iotp_err *err)
 {
 	struct session *s = &dev->file;
 	struct commission_msg m;
@@ -834,7 +844,8 @@ static iotp_rc file_apply(struct commission_device *dev, const struct commission
 	int end = 0;
 	iotp_rc rc;
 
-	if (!sid_matches(s, in) || s->state != S_PAKE2)
+	*keep = !sid_matches(s, in); /* another session's file: this one goes on */
+	if (*keep || s->state != S_PAKE2)
 		return reply_error(result, COMMISSION_E_STALE,
 		                   "this file answers another device-reply: write it again", -1, err);
 	if (spake2p_confirm_check(s->sp, in->confirm, SPAKE2P_HASH_LEN, &e) != IOTP_OK) {
@@ -901,16 +912,18 @@ iotp_rc commission_device_file_apply(struct commission_device *dev, const char *
 
 	memset(&in, 0, sizeof(in));
 	*consumed = 1;
+	file_expire(dev, now);
 	rc = commission_msg_parse(text, len, &in, &e);
 	if (rc == IOTP_OK && in.type == CM_PAKE1)
 		rc = file_pake1(dev, &in, now, result, consumed, &keep, err);
 	else if (rc == IOTP_OK && in.type == CM_FILE)
-		rc = file_apply(dev, &in, result, err);
+		rc = file_apply(dev, &in, result, &keep, err);
 	else
 		rc = reply_error(result, COMMISSION_E_BAD_REQUEST,
 		                 rc == IOTP_OK ? "not a commission file" : e.msg, -1, err);
-	/* Unless answered with the device's share (or never looked at), this
-	 * session is spent: the next attempt needs a new device-hello. */
+	/* Unless answered with the device's share, never looked at, or meant
+	 * for another session, this session is spent: the next attempt needs a
+	 * new device-hello. */
 	if (!keep)
 		session_end(&dev->file);
 	commission_msg_cleanup(&in);

@@ -147,8 +147,10 @@ static void media_tick(struct cm_transport *t, struct commission_device *dev)
 	m->next_ms = now + POLL_MS;
 	if (stat(m->dir, &st) != 0 || !S_ISDIR(st.st_mode))
 		return; /* no medium */
-	apply_file(m, dev, CM_MEDIA_FILE1, CM_MEDIA_REPLY);
+	/* the second round first: a commission file waiting for the session
+	 * in progress is applied before any other commission-1 is looked at */
 	apply_file(m, dev, CM_MEDIA_FILE, CM_MEDIA_RESULT);
+	apply_file(m, dev, CM_MEDIA_FILE1, CM_MEDIA_REPLY);
 	keep_hello(m, dev);
 }
 

@@ -8,6 +8,7 @@
  *   plugin_opt_workers 2                     (optional: provisioning threads)
  *   plugin_opt_hook_workers 4                (optional: threads for requests
  *                                             whose template calls a hook)
+ *   plugin_opt_hook_queue_max 64             (optional: pending hooked requests)
  *   plugin_opt_queue_max 4096                (optional: pending jobs)
  *   plugin_opt_feed_interval_ms 200          (optional: change-feed poll)
  *
@@ -34,6 +35,7 @@
 
 #define DEFAULT_WORKERS 2
 #define DEFAULT_HOOK_WORKERS 4
+#define DEFAULT_HOOK_QUEUE_MAX 64
 #define DEFAULT_QUEUE_MAX 4096
 #define DEFAULT_FEED_MS 200
 #define CONN_BUCKETS 4096
@@ -299,6 +301,7 @@ static iotp_rc options_read(struct plugin *pl, const struct mosquitto_opt *opts,
 
 	pl->nworkers = DEFAULT_WORKERS;
 	pl->nhook_workers = DEFAULT_HOOK_WORKERS;
+	pl->hook_queue_max = DEFAULT_HOOK_QUEUE_MAX;
 	pl->queue_max = DEFAULT_QUEUE_MAX;
 	pl->feed_interval_ms = DEFAULT_FEED_MS;
 	for (int i = 0; i < n; i++) {
@@ -318,6 +321,10 @@ static iotp_rc options_read(struct plugin *pl, const struct mosquitto_opt *opts,
 			if ((rc = option_int(k, val, 0, 64, &v, err)) != IOTP_OK)
 				return rc;
 			pl->nhook_workers = (size_t)v;
+		} else if (strcmp(k, "hook_queue_max") == 0) {
+			if ((rc = option_int(k, val, 1, 1000000, &v, err)) != IOTP_OK)
+				return rc;
+			pl->hook_queue_max = (size_t)v;
 		} else if (strcmp(k, "queue_max") == 0) {
 			if ((rc = option_int(k, val, 1, 1000000, &v, err)) != IOTP_OK)
 				return rc;
@@ -421,8 +428,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	if ((rc = conn_map_init(&pl->conns, CONN_BUCKETS, &err)) != IOTP_OK ||
 	    (rc = work_start(&pl->work, pl, pl->nworkers, pl->queue_max, &err)) != IOTP_OK ||
 	    (pl->nhook_workers > 0 &&
-	     (rc = work_start(&pl->hook_work, pl, pl->nhook_workers, pl->queue_max, &err)) !=
-	     IOTP_OK) ||
+	     (rc = work_start(&pl->hook_work, pl, pl->nhook_workers, pl->hook_queue_max,
+	                      &err)) != IOTP_OK) ||
 	    (rc = feed_start(&pl->feed, pl, &err)) != IOTP_OK)
 		goto fail;
 	for (size_t i = 0; i < IOTP_ARRAY_LEN(callbacks); i++) {

@@ -228,6 +228,7 @@ struct plugin {
 	size_t nworkers;
 	size_t nhook_workers;            /* 0: hooked requests on the workers */
 	size_t queue_max;
+	size_t hook_queue_max;
 	const struct prov_hook *hook;    /* pre-provisioning hook caller, or NULL */
 	struct prov_hook hook_storage;
 	struct webhook *webhook;         /* src/net: signs and sends hook calls */

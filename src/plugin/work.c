@@ -175,8 +175,10 @@ static void *worker_main(void *arg)
 	struct iotp_err err;
 	int have_core;
 
-	have_core = core_open(&core, &pl->conf, &err) == IOTP_OK;
-	if (!have_core)
+	/* Hook workers open theirs with their first job: a fleet without
+	 * hooks costs no store connection for them. */
+	have_core = 0;
+	if (!w->for_hooks && !(have_core = core_open(&core, &pl->conf, &err) == IOTP_OK))
 		LOG_ERROR("broker: worker cannot open the core: %s", err.msg);
 	for (;;) {
 		struct job *j;

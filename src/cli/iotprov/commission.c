@@ -608,7 +608,7 @@ static int media_round(struct link *l, struct run *r, const char *code, const ch
 	struct buf file;
 	struct iotp_err err;
 	size_t n = 0, nm = 0;
-	int64_t deadline = util_mono_ms() + l->timeout_ms;
+	int64_t deadline; /* --timeout counts for each answer awaited */
 	int status = CLI_FAIL, tries = 0;
 	iotp_rc rc;
 
@@ -621,6 +621,7 @@ static int media_round(struct link *l, struct run *r, const char *code, const ch
 again:
 	/* The device-hello this session answers: a new one after an earlier
 	 * round, or after the device called our first file stale. */
+	deadline = util_mono_ms() + l->timeout_ms;
 	for (;;) {
 		free(hello);
 		hello = NULL;
@@ -657,6 +658,7 @@ again:
 		step(r, "device %s found on %s", r->device, l->target);
 	}
 	step(r, "wrote %s (our SPAKE2+ share only): waiting for the device's reply", p1);
+	deadline = util_mono_ms() + l->timeout_ms;
 	if (media_wait(rp1, p1, deadline, &res, &rlen) != 0) {
 		snprintf(r->reason, sizeof(r->reason),
 		         "the device did not answer %s: move the medium to it and run again with "
@@ -696,6 +698,7 @@ again:
 	step(r, "the device proved it knows the setup code");
 	step(r, "wrote %s (network %s%s): waiting for the device to apply it", fp, net_name(&r->net),
 	     r->have_claim ? " and the claim" : "");
+	deadline = util_mono_ms() + l->timeout_ms;
 	if (media_wait(rp, fp, deadline, &res, &rlen) != 0) {
 		snprintf(r->reason, sizeof(r->reason),
 		         "the device did not answer: move the medium to it and run again with "

@@ -678,6 +678,97 @@ static void test_file_planted_device(void **state)
 	commission_device_free(impostor);
 }
 
+/* A media session is given up after the idle time even when the device
+ * never published a new device-hello meanwhile (the stick was away), and a
+ * leftover commission-1 of another session does not end the live one. */
+static void test_file_idle_and_leftovers(void **state)
+{
+	struct fake f = {.now = 1000};
+	struct commission_device *dev = make_device(&f, NULL, 5);
+	struct commission_device *other = make_device(&f, NULL, 5);
+	struct commission_installer *in = NULL, *in_other = NULL;
+	struct commission_inner msgs[1];
+	struct buf hello, one, reply, hello2, one2, stale, file, result;
+	struct iotp_err err;
+	int consumed = 0;
+
+	(void)state;
+	buf_init(&hello, 0);
+	buf_init(&one, 0);
+	buf_init(&reply, 0);
+	buf_init(&hello2, 0);
+	buf_init(&one2, 0);
+	buf_init(&stale, 0);
+	buf_init(&file, 0);
+	buf_init(&result, 0);
+	msgs[0] = network("Greenhouse", GOOD_PSK);
+	/* first round of dev's session */
+	assert_int_equal(commission_device_file_hello(dev, &hello, &err), IOTP_OK);
+	assert_int_equal(commission_installer_new(CODE, &in, &err), IOTP_OK);
+	assert_int_equal(commission_installer_file_start(in, hello.data, hello.len, &one, &err),
+	                 IOTP_OK);
+	assert_int_equal(commission_device_file_apply(dev, one.data, one.len, &reply, &consumed,
+	                                              &err),
+	                 IOTP_OK);
+	assert_non_null(strstr(reply.data, "\"cV\""));
+	/* a commission-1 written for another device-hello lands on dev's media */
+	assert_int_equal(commission_device_file_hello(other, &hello2, &err), IOTP_OK);
+	assert_int_equal(commission_installer_new(CODE, &in_other, &err), IOTP_OK);
+	assert_int_equal(commission_installer_file_start(in_other, hello2.data, hello2.len, &one2,
+	                                                 &err),
+	                 IOTP_OK);
+	assert_int_equal(commission_device_file_apply(dev, one2.data, one2.len, &stale, &consumed,
+	                                              &err),
+	                 IOTP_OK);
+	assert_true(consumed);
+	assert_non_null(strstr(stale.data, "\"code\":\"stale\""));
+	/* dev's session goes on: its commission file is applied */
+	assert_int_equal(commission_installer_file_build(in, reply.data, reply.len, msgs, 1, &file,
+	                                                 &err),
+	                 IOTP_OK);
+	assert_int_equal(commission_device_file_apply(dev, file.data, file.len, &result, &consumed,
+	                                              &err),
+	                 IOTP_OK);
+	assert_non_null(strstr(result.data, "\"commission-result\""));
+	assert_int_equal(f.applies, 1);
+	commission_installer_free(in);
+	in = NULL;
+
+	/* A new session answered, then the stick stays away past the idle time:
+	 * its commission file is stale when it comes, nothing applied. */
+	hello.len = one.len = reply.len = file.len = result.len = 0;
+	assert_int_equal(commission_device_file_hello(dev, &hello, &err), IOTP_OK);
+	assert_int_equal(commission_installer_new(CODE, &in, &err), IOTP_OK);
+	assert_int_equal(commission_installer_file_start(in, hello.data, hello.len, &one, &err),
+	                 IOTP_OK);
+	assert_int_equal(commission_device_file_apply(dev, one.data, one.len, &reply, &consumed,
+	                                              &err),
+	                 IOTP_OK);
+	assert_int_equal(commission_installer_file_build(in, reply.data, reply.len, msgs, 1, &file,
+	                                                 &err),
+	                 IOTP_OK);
+	f.now += 60001;
+	assert_int_equal(commission_device_file_apply(dev, file.data, file.len, &result, &consumed,
+	                                              &err),
+	                 IOTP_OK);
+	assert_true(consumed);
+	assert_non_null(strstr(result.data, "\"code\":\"stale\""));
+	assert_int_equal(f.applies, 1);
+	commission_installer_free(in);
+	commission_installer_free(in_other);
+	commission_inner_cleanup(&msgs[0]);
+	buf_cleanup(&hello);
+	buf_cleanup(&one);
+	buf_cleanup(&reply);
+	buf_cleanup(&hello2);
+	buf_cleanup(&one2);
+	buf_cleanup(&stale);
+	buf_cleanup(&file);
+	buf_cleanup(&result);
+	commission_device_free(dev);
+	commission_device_free(other);
+}
+
 static void test_bad_messages(void **state)
 {
 	struct fake f = {.now = 1000};
@@ -878,6 +969,7 @@ int main(void)
 		cmocka_unit_test(test_expired_claim),
 		cmocka_unit_test(test_file_once),
 		cmocka_unit_test(test_file_planted_device),
+		cmocka_unit_test(test_file_idle_and_leftovers),
 		cmocka_unit_test(test_bad_messages),
 		cmocka_unit_test(test_network_render),
 		cmocka_unit_test(test_network_apply_command),
