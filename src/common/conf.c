@@ -106,6 +106,15 @@ static iotp_rc check_est_auth(const char *v, struct iotp_err *err)
 	return IOTP_OK;
 }
 
+/* The scheme only: the broker also refuses http:// to a host that is not
+ * loopback (prov_hook_url_ok), as for pre-provisioning hooks. */
+static iotp_rc check_webhook_url(const char *v, struct iotp_err *err)
+{
+	if (v[0] != '\0' && strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0)
+		return iotp_err_set(err, IOTP_ERR_CONFIG, "'%s' must start with https://", v);
+	return IOTP_OK;
+}
+
 static iotp_rc check_store_url(const char *v, struct iotp_err *err)
 {
 	if (strncmp(v, "sqlite:", 7) != 0 && strncmp(v, "postgresql://", 13) != 0 &&
@@ -145,6 +154,9 @@ static const struct option options[] = {
 	STR("mqtt", "endpoint", mqtt_endpoint, "",
 	    "Host name devices use to reach the broker (DescribeEndpoint); "
 	    "empty means the listen host."),
+	STRC("mqtt", "jitr_webhook", mqtt_jitr_webhook, "", check_webhook_url,
+	     "URL the broker POSTs each JITR registered event to (signed like the "
+	     "pre-provisioning hook); empty means none."),
 	STRC("store", "url", store_url, "sqlite:iotprov.db", check_store_url,
 	    "Where the registry lives: sqlite:PATH (default, relative to the data dir)."),
 	STRC("pki", "key_type", pki_key_type, "ec-p256", check_key_type,

@@ -42,6 +42,7 @@ struct iotp_conf {
 	/* [mqtt] */
 	char mqtt_listen[256];
 	char mqtt_endpoint[256];
+	char mqtt_jitr_webhook[CONF_STR_MAX];
 
 	/* [store] */
 	char store_url[CONF_STR_MAX];

@@ -247,11 +247,12 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
-iotp_rc webhook_call(struct webhook *w, const char *url, const char *body, int timeout_ms,
-                     json_t **answer, struct iotp_err *err)
+/* The signed POST of body to url; the answer's body goes to s (which the
+ * caller initialised and cleans up). IOTP_OK for any 2xx. */
+static iotp_rc webhook_post(struct webhook *w, const char *url, const char *body, int timeout_ms,
+                            struct sink *s, struct iotp_err *err)
 {
 	struct curl_slist *hdrs = NULL, *h;
-	struct sink s;
 	char sig[68], line[128], cerr[CURL_ERROR_SIZE];
 	int64_t ts = util_now();
 	size_t body_len;
@@ -260,10 +261,8 @@ iotp_rc webhook_call(struct webhook *w, const char *url, const char *body, int t
 	CURLcode cc;
 	iotp_rc rc;
 
-	buf_init(&s.b, WEBHOOK_ANSWER_MAX);
-	s.too_big = 0;
 	cerr[0] = '\0';
-	if (w == NULL || url == NULL || body == NULL || answer == NULL)
+	if (w == NULL || url == NULL || body == NULL)
 		return iotp_err_set(err, IOTP_ERR_INVALID, "webhook: missing argument");
 	if (!prov_hook_url_ok(url))
 		return iotp_err_set(err, IOTP_ERR_INVALID,
@@ -304,7 +303,7 @@ iotp_rc webhook_call(struct webhook *w, const char *url, const char *body, int t
 	    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data) != CURLE_OK ||
-	    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s) != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_WRITEDATA, s) != CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr) != CURLE_OK ||
 	    (w->ca_file != NULL && curl_easy_setopt(c, CURLOPT_CAINFO, w->ca_file) != CURLE_OK)) {
 		rc = iotp_err_set(err, IOTP_ERR_INTERNAL, "webhook: libcurl refused an option");
@@ -316,7 +315,7 @@ iotp_rc webhook_call(struct webhook *w, const char *url, const char *body, int t
 		                  timeout_ms);
 		goto out;
 	}
-	if (cc == CURLE_WRITE_ERROR && s.too_big) {
+	if (cc == CURLE_WRITE_ERROR && s->too_big) {
 		rc = iotp_err_set(err, IOTP_ERR_TOO_BIG, "hook %s: answer over %d bytes", url,
 		                  WEBHOOK_ANSWER_MAX);
 		goto out;
@@ -331,11 +330,40 @@ iotp_rc webhook_call(struct webhook *w, const char *url, const char *body, int t
 		rc = iotp_err_set(err, IOTP_ERR_IO, "hook %s answered HTTP %ld", url, status);
 		goto out;
 	}
-	rc = webhook_answer_parse(s.b.data != NULL ? s.b.data : "", s.b.len, answer, err);
+	rc = IOTP_OK;
 out:
 	if (c != NULL)
 		curl_easy_cleanup(c);
 	curl_slist_free_all(hdrs);
+	return rc;
+}
+
+iotp_rc webhook_call(struct webhook *w, const char *url, const char *body, int timeout_ms,
+                     json_t **answer, struct iotp_err *err)
+{
+	struct sink s;
+	iotp_rc rc;
+
+	if (answer == NULL)
+		return iotp_err_set(err, IOTP_ERR_INVALID, "webhook: missing argument");
+	buf_init(&s.b, WEBHOOK_ANSWER_MAX);
+	s.too_big = 0;
+	rc = webhook_post(w, url, body, timeout_ms, &s, err);
+	if (rc == IOTP_OK)
+		rc = webhook_answer_parse(s.b.data != NULL ? s.b.data : "", s.b.len, answer, err);
+	buf_cleanup(&s.b);
+	return rc;
+}
+
+iotp_rc webhook_notify(struct webhook *w, const char *url, const char *body, int timeout_ms,
+                       struct iotp_err *err)
+{
+	struct sink s;
+	iotp_rc rc;
+
+	buf_init(&s.b, WEBHOOK_ANSWER_MAX);
+	s.too_big = 0;
+	rc = webhook_post(w, url, body, timeout_ms, &s, err);
 	buf_cleanup(&s.b);
 	return rc;
 }

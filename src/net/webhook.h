@@ -1,6 +1,7 @@
 /*
  * Outbound webhooks over libcurl: the process side of struct prov_hook
- * (core/provision.h), i.e. the pre-provisioning hook of fleet provisioning.
+ * (core/provision.h), i.e. the pre-provisioning hook of fleet provisioning,
+ * and notifications such as the broker's JITR registered event.
  *
  * A call is an HTTPS POST of a JSON body with three headers:
  *   Content-Type: application/json
@@ -66,6 +67,12 @@ void webhook_prov_hook(struct webhook *w, struct prov_hook *hook);
  * INVALID for an answer that is not a JSON object. Thread-safe. */
 iotp_rc webhook_call(struct webhook *w, const char *url, const char *body, int timeout_ms,
                      json_t **answer, struct iotp_err *err);
+
+/* A notification: the same signed POST, delivered when the receiver
+ * answers any 2xx (its body, at most WEBHOOK_ANSWER_MAX bytes, is read and
+ * ignored). Errors as webhook_call. Thread-safe. */
+iotp_rc webhook_notify(struct webhook *w, const char *url, const char *body, int timeout_ms,
+                       struct iotp_err *err);
 
 /* The signature header value ("v1=" + 64 hex digits + NUL) for body sent at
  * timestamp, with the given secret: what a receiver must recompute. */

@@ -424,6 +424,14 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		pl->hook = &pl->hook_storage;
 	} else {
 		LOG_WARN("iotprov plugin: pre-provisioning hooks disabled: %s", err.msg);
+		if (pl->conf.mqtt_jitr_webhook[0] != '\0')
+			LOG_WARN("iotprov plugin: [mqtt] jitr_webhook disabled: %s", err.msg);
+	}
+	if (pl->conf.mqtt_jitr_webhook[0] != '\0' && !prov_hook_url_ok(pl->conf.mqtt_jitr_webhook)) {
+		rc = iotp_err_set(&err, IOTP_ERR_CONFIG,
+		                  "[mqtt] jitr_webhook %s: https:// (or http:// to a loopback host) "
+		                  "only", pl->conf.mqtt_jitr_webhook);
+		goto fail;
 	}
 	if ((rc = conn_map_init(&pl->conns, CONN_BUCKETS, &err)) != IOTP_OK ||
 	    (rc = work_start(&pl->work, pl, pl->nworkers, pl->queue_max, &err)) != IOTP_OK ||

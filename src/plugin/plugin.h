@@ -107,7 +107,8 @@ void conn_reset_policies(struct conn *c);
 enum job_kind {
 	JOB_AUDIT,     /* append a broker.* event */
 	JOB_JITR,      /* register an unknown certificate PENDING_ACTIVATION */
-	JOB_FLEET      /* a fleet-provisioning request */
+	JOB_FLEET,     /* a fleet-provisioning request */
+	JOB_NOTIFY     /* POST a JITR registered event to [mqtt] jitr_webhook */
 };
 
 /* Queue link: first member of every queued item. */
@@ -126,6 +127,8 @@ struct job {
 	char *reason;                    /* owned */
 	/* JOB_JITR */
 	char *cert_pem;                  /* owned */
+	/* JOB_NOTIFY */
+	char *body;                      /* owned: the event (JSON) */
 	char ca_id[PKI_CERT_ID_LEN + 1];
 	/* JOB_FLEET */
 	struct fleet_topic topic;

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "core/registry.h"
+#include "net/webhook.h"
 #include "plugin/plugin.h"
 
 void job_free(struct job *j)
@@ -25,6 +26,7 @@ void job_free(struct job *j)
 	free(j->action);
 	free(j->reason);
 	free(j->cert_pem);
+	free(j->body);
 	fleet_request_cleanup(&j->req);
 	free(j);
 }
@@ -120,6 +122,55 @@ static void run_audit(struct iotp_core *core, struct job *j)
 	free(text);
 }
 
+/* Sends a JITR registered event to [mqtt] jitr_webhook: one attempt of at
+ * most [provisioning] hook_timeout_ms; a failure is logged and audited
+ * (when the store is there), the event itself stays in the events table
+ * and on the MQTT topic. */
+static void run_notify(struct plugin *pl, struct iotp_core *core, struct job *j)
+{
+	struct iotp_err err;
+
+	if (webhook_notify(pl->webhook, pl->conf.mqtt_jitr_webhook, j->body,
+	                   (int)pl->conf.prov_hook_timeout_ms, &err) == IOTP_OK) {
+		LOG_INFO("broker: JITR event for cert %s sent to the webhook", j->cert_id);
+		return;
+	}
+	LOG_WARN("broker: JITR event for cert %s not delivered: %s", j->cert_id, err.msg);
+	if (core != NULL) {
+		free(j->action);
+		free(j->reason);
+		j->action = strdup("broker.jitr_webhook_failed");
+		j->reason = strdup(err.msg);
+		if (j->action != NULL && j->reason != NULL)
+			run_audit(core, j);
+	}
+}
+
+/* Queues the notification of ev for cert_id, on the hook workers when
+ * there are some (a receiver that hangs never holds up the others). */
+static void notify_queue(struct plugin *pl, struct iotp_core *core, const char *cert_id,
+                         const char *ev)
+{
+	struct job *n = calloc(1, sizeof(*n));
+
+	if (n == NULL || (n->body = strdup(ev)) == NULL) {
+		LOG_ERROR("broker: JITR event for %s not sent to the webhook: out of memory",
+		          cert_id);
+		job_free(n);
+		return;
+	}
+	n->kind = JOB_NOTIFY;
+	util_strlcpy(n->cert_id, cert_id, sizeof(n->cert_id));
+	if (pl->hook_work.nthreads == 0) {
+		run_notify(pl, core, n);
+		job_free(n);
+	} else if (work_submit(&pl->hook_work, n) != IOTP_OK) {
+		LOG_WARN("broker: JITR event for %s not sent to the webhook: hook queue full",
+		         cert_id);
+		job_free(n);
+	}
+}
+
 static void run_jitr(struct plugin *pl, struct iotp_core *core, struct job *j)
 {
 	struct registry_cert_register in = {.cert_pem = j->cert_pem,
@@ -161,6 +212,8 @@ static void run_jitr(struct plugin *pl, struct iotp_core *core, struct job *j)
 	if (r != NULL) {
 		r->kind = RESULT_PUBLISH;
 		r->len = strlen(r->payload);
+		if (pl->conf.mqtt_jitr_webhook[0] != '\0' && pl->webhook != NULL)
+			notify_queue(pl, core, ref.id, r->payload);
 		results_push(pl, r);
 	}
 	json_decref(ev);
@@ -221,7 +274,12 @@ static void *worker_main(void *arg)
 					results_push(pl, r);
 				break;
 			}
+			case JOB_NOTIFY:
+				run_notify(pl, &core, j);
+				break;
 			}
+		} else if (j->kind == JOB_NOTIFY) {
+			run_notify(pl, NULL, j);
 		} else if (j->kind == JOB_FLEET) {
 			struct result *r = fleet_run(pl, NULL, j);
 

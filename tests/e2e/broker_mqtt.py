@@ -13,6 +13,9 @@ In a sanitizer build (IOTP_SANITIZE in CMakeCache.txt) the plugin is
 instrumented but mosquitto is not, so mosquitto runs with the ASan runtime
 preloaded (leak checking off for the broker process only).
 """
+import hashlib
+import hmac
+import http.server
 import json
 import os
 import re
@@ -89,6 +92,39 @@ def policy(*statements):
 
 def allow(actions, resources):
     return {"Effect": "Allow", "Action": actions, "Resource": resources}
+
+
+class Receiver(http.server.ThreadingHTTPServer):
+    """The [mqtt] jitr_webhook: records each POST (path, headers, body) and
+    answers `status` (204 by default)."""
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), ReceiverHandler)
+        self.status = 204
+        self.posts = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def url(self):
+        return "http://127.0.0.1:%d/jitr" % self.server_port
+
+    def got(self):
+        with self.lock:
+            return list(self.posts)
+
+
+class ReceiverHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with self.server.lock:
+            self.server.posts.append((self.path, dict(self.headers), body))
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
 
 class Env:
@@ -527,11 +563,51 @@ def test_jitr(env):
     check(env.fixture("cert-describe", cert_id)["status"] == "PENDING_ACTIVATION",
           "JITR: certificate registered PENDING_ACTIVATION")
     check(connack(env.probe(crt, key, "jitr-dev")) == 135, "refused until activated")
+    jitr_webhook(env, m["payload"], ca_id)
     env.fixture("cert-status", cert_id, "ACTIVE")
     env.fixture("policy-attach", "plantpolicy", "cert/" + cert_id)
     e = env.probe(crt, key, "jitr-dev", pub="plant/telemetry", msg="3")
     check(connack(e) == 0 and ev(e, "puback")[0]["rc"] < 128,
           "JITR: after activation the device connects and publishes")
+
+
+def jitr_webhook(env, event, ca_id):
+    """The same event went to [mqtt] jitr_webhook, signed with the data dir's
+    hook-secret; a receiver answering 500 is audited as a failure."""
+    rx = env.receiver
+    end = time.monotonic() + 10
+    while time.monotonic() < end and not rx.got():
+        time.sleep(0.05)
+    posts = rx.got()
+    check(len(posts) == 1, "JITR: the event was POSTed to the webhook once (%d)" % len(posts))
+    if not posts:
+        return
+    path, headers, body = posts[0]
+    with open(os.path.join(env.data, "hook-secret"), "rb") as f:
+        secret = f.read().rstrip(b"\n")
+    ts = headers.get("X-Iotprov-Timestamp", "")
+    want = "v1=" + hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    check(path == "/jitr" and hmac.compare_digest(want, headers.get("X-Iotprov-Signature", "")),
+          "JITR webhook: the request is signed with the hook secret")
+    check(json.loads(body) == event, "JITR webhook: the body is the registered event %s" %
+          body[:300])
+    failed = env.fixture("events", "broker.jitr_webhook_failed")["count"]
+    check(failed == 0, "no failed delivery audited yet (%d)" % failed)
+    # a receiver that answers 500: the device is registered all the same,
+    # the failure is logged and audited
+    rx.status = 500
+    crt2, key2 = external_device(env, "jitrca", "jitr-dev-2")
+    check(connack(env.probe(crt2, key2, "jitr-dev-2")) == 135,
+          "JITR (webhook answering 500): the second device is refused, pending")
+    end = time.monotonic() + 10
+    while time.monotonic() < end and \
+            env.fixture("events", "broker.jitr_webhook_failed")["count"] == 0:
+        time.sleep(0.1)
+    check(env.fixture("events", "broker.jitr_webhook_failed")["count"] == 1 and
+          len(rx.got()) == 2, "JITR webhook answering 500: one attempt, audited "
+          "broker.jitr_webhook_failed")
+    check("HTTP 500" in env.read_log(), "the broker log names the receiver's answer")
+    rx.status = 204
 
 
 JITP_TEMPLATE = {
@@ -730,6 +806,13 @@ def main():
     env = None
     try:
         env = Env(tmp)
+        env.receiver = Receiver()
+        conf = os.path.join(env.data, "iotprov.conf")
+        with open(conf) as f:
+            text = f.read()
+        check(";jitr_webhook = " in text, "iotprov.conf lists jitr_webhook (commented out)")
+        with open(conf, "w") as f:
+            f.write(text.replace(";jitr_webhook = ", "jitr_webhook = " + env.receiver.url()))
         env.start()
         body = env.write("fleet.json", json.dumps(FLEET_TEMPLATE))
         env.fixture("template-create", "fleet-t", "FLEET_PROVISIONING", body)
@@ -745,6 +828,8 @@ def main():
     finally:
         if env is not None:
             env.stop()
+            if getattr(env, "receiver", None) is not None:
+                env.receiver.shutdown()
             if failures:
                 print("---- mosquitto log (tail) ----")
                 print(env.read_log()[-6000:])

@@ -239,6 +239,25 @@ static void call_results(void **state)
 	/* Plain http elsewhere than loopback is refused before any I/O. */
 	assert_int_equal(webhook_call(w->w, "http://192.0.2.1/hook", "{}", 1000, &ans, &err),
 	                 IOTP_ERR_INVALID);
+
+	/* A notification: any 2xx is delivered whatever its body; the same
+	 * signed request; errors as for a call. */
+	url(&w->http, "/garbage", u, sizeof(u));
+	assert_int_equal(webhook_notify(w->w, u, "{\"ev\":2}", 2000, &err), IOTP_OK);
+	assert_string_equal(w->http.last_body, "{\"ev\":2}");
+	assert_int_equal(webhook_sign(SECRET, strlen(SECRET), strtoll(w->http.last_ts, NULL, 10),
+	                              "{\"ev\":2}", 8, want, &err),
+	                 IOTP_OK);
+	assert_string_equal(w->http.last_sig, want);
+	url(&w->http, "/500", u, sizeof(u));
+	assert_int_equal(webhook_notify(w->w, u, "{}", 2000, &err), IOTP_ERR_IO);
+	assert_non_null(strstr(err.msg, "HTTP 500"));
+	url(&w->http, "/redirect", u, sizeof(u));
+	assert_int_equal(webhook_notify(w->w, u, "{}", 2000, &err), IOTP_ERR_IO);
+	url(&w->http, "/sleep/3000", u, sizeof(u));
+	assert_int_equal(webhook_notify(w->w, u, "{}", 300, &err), IOTP_ERR_TIMEOUT);
+	assert_int_equal(webhook_notify(w->w, "http://192.0.2.1/hook", "{}", 1000, &err),
+	                 IOTP_ERR_INVALID);
 }
 
 /* ---- through the provisioning engine ---- */
