@@ -111,7 +111,8 @@ static iotp_rc check_est_auth(const char *v, struct iotp_err *err)
 static iotp_rc check_webhook_url(const char *v, struct iotp_err *err)
 {
 	if (v[0] != '\0' && strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0)
-		return iotp_err_set(err, IOTP_ERR_CONFIG, "'%s' must start with https://", v);
+		return iotp_err_set(err, IOTP_ERR_CONFIG,
+		                    "'%s' must start with https:// (or http:// to a loopback host)", v);
 	return IOTP_OK;
 }
 

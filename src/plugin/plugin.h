@@ -127,9 +127,9 @@ struct job {
 	char *reason;                    /* owned */
 	/* JOB_JITR */
 	char *cert_pem;                  /* owned */
+	char ca_id[PKI_CERT_ID_LEN + 1];
 	/* JOB_NOTIFY */
 	char *body;                      /* owned: the event (JSON) */
-	char ca_id[PKI_CERT_ID_LEN + 1];
 	/* JOB_FLEET */
 	struct fleet_topic topic;
 	struct fleet_request req;

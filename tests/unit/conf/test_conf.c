@@ -331,6 +331,8 @@ static void test_bad_values_name_file_line_and_key(void **state)
 		{"[service]\naccount_id = 12345\n", 2, "[service] account_id: '12345' is not 12 digits"},
 		{"[service]\nlog_level = loud\n", 2, "[service] log_level: 'loud'"},
 		{"[store]\nurl = mysql://db\n", 2, "[store] url: 'mysql://db' must start with sqlite:"},
+		{"[mqtt]\njitr_webhook = ftp://h/x\n", 2,
+		 "[mqtt] jitr_webhook: 'ftp://h/x' must start with https://"},
 		{"[api]\nlistne = 127.0.0.1:1\n", 2, "unknown option [api] listne"},
 		{"[apis]\nlisten = 127.0.0.1:1\n", 2, "unknown option [apis] listen"},
 		{"listen = 127.0.0.1:1\n", 1, "unknown option [] listen"},
