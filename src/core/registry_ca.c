@@ -431,15 +431,7 @@ iotp_rc registry_ca_list(struct iotp_core *core, int ascending, const char *temp
 		                      " AND registration_config LIKE ? ESCAPE '\\'");
 		p[np++] = SV_TEXT(like);
 	}
-	if (kid != NULL) {
-		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND (created, id) %s (?, ?)",
-		                      ascending ? ">" : "<");
-		p[np++] = SV_INT(kts);
-		p[np++] = SV_TEXT(kid);
-	}
-	snprintf(sql + n, sizeof(sql) - n, " ORDER BY created %s, id %s LIMIT ?",
-	         ascending ? "ASC" : "DESC", ascending ? "ASC" : "DESC");
-	p[np++] = SV_INT(max + 1);
+	reg_page_sql_ts(sql, sizeof(sql), n, ascending, kts, kid, max, p, &np);
 	rc = store_exec(core->store, sql, p, np, ca_row, &r, err);
 	if (rc == IOTP_OK && r.rc != IOTP_OK)
 		rc = iotp_err_set(err, r.rc, "%s", r.err.msg);

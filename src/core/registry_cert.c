@@ -560,15 +560,7 @@ iotp_rc registry_cert_list(struct iotp_core *core, const char *ca_id, int ascend
 		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND ca_id = ?");
 		p[np++] = SV_TEXT(caid);
 	}
-	if (kid != NULL) {
-		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND (created, id) %s (?, ?)",
-		                      ascending ? ">" : "<");
-		p[np++] = SV_INT(kts);
-		p[np++] = SV_TEXT(kid);
-	}
-	snprintf(sql + n, sizeof(sql) - n, " ORDER BY created %s, id %s LIMIT ?",
-	         ascending ? "ASC" : "DESC", ascending ? "ASC" : "DESC");
-	p[np++] = SV_INT(max + 1);
+	reg_page_sql_ts(sql, sizeof(sql), n, ascending, kts, kid, max, p, &np);
 	rc = store_exec(core->store, sql, p, np, cert_row, &r, err);
 	if (rc == IOTP_OK && r.rc != IOTP_OK)
 		rc = iotp_err_set(err, r.rc, "%s", r.err.msg);

@@ -146,6 +146,22 @@ iotp_rc reg_page_key_ts(const char *key, int64_t *ts, const char **id, struct io
 	return IOTP_OK;
 }
 
+size_t reg_page_sql_ts(char *sql, size_t size, size_t n, int ascending, int64_t ts,
+                       const char *id, int max, struct store_val *p, int *np)
+{
+	const char *dir = ascending ? "ASC" : "DESC";
+
+	if (id != NULL) {
+		n += (size_t)snprintf(sql + n, size - n, " AND (created, id) %s (?, ?)",
+		                      ascending ? ">" : "<");
+		p[(*np)++] = SV_INT(ts);
+		p[(*np)++] = SV_TEXT(id);
+	}
+	n += (size_t)snprintf(sql + n, size - n, " ORDER BY created %s, id %s LIMIT ?", dir, dir);
+	p[(*np)++] = SV_INT(max + 1);
+	return n;
+}
+
 static int b64_char(unsigned char c)
 {
 	return isalnum(c) || c == '+' || c == '/';

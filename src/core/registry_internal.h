@@ -60,6 +60,12 @@ iotp_rc reg_page_token(char tag, const char *key, char **out, struct iotp_err *e
 iotp_rc reg_page_token_ts(char tag, int64_t ts, const char *id, char **out,
                           struct iotp_err *err);
 iotp_rc reg_page_key_ts(const char *key, int64_t *ts, const char **id, struct iotp_err *err);
+/* Ends a listing query on columns created and id, in sql (size bytes, n
+ * used): the keyset condition when id is not NULL (the key of the previous
+ * page), the order, and LIMIT max + 1 (one more row says there is a next
+ * page). The values go to p[*np...] (at most 3). Returns the new length. */
+size_t reg_page_sql_ts(char *sql, size_t size, size_t n, int ascending, int64_t ts,
+                       const char *id, int max, struct store_val *p, int *np);
 
 /* Names and strings. */
 int reg_name_ok(const char *s);               /* [a-zA-Z0-9:_-]{1,128} */
