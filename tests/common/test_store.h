@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "core/store/store.h"
 
@@ -95,6 +96,74 @@ static inline void test_store_drop(struct test_store *ts)
 		rmdir(ts->dir);
 	}
 	memset(ts, 0, sizeof(*ts));
+}
+
+static inline int test_store_name_row(void *ud, const struct store_row *row)
+{
+	struct buf *b = ud;
+
+	buf_puts(b, row->cols[0].s);
+	buf_puts(b, "\n");
+	return 0;
+}
+
+static inline int test_store_dump_row(void *ud, const struct store_row *row)
+{
+	struct buf *b = ud;
+
+	for (int i = 0; i < row->ncols; i++) {
+		const struct store_val *v = &row->cols[i];
+
+		if (v->type == STORE_NULL)
+			buf_puts(b, "NULL");
+		else if (v->type == STORE_INT)
+			buf_printf(b, "%lld", (long long)v->i);
+		else
+			buf_append(b, v->s, v->len);
+		buf_puts(b, "|");
+	}
+	buf_puts(b, "\n");
+	return 0;
+}
+
+/* Every row of every table of st, in a stable order, as text (*out
+ * malloc'ed): two dumps compare equal exactly when nothing changed, which
+ * is how tests show a failed operation left the store as it was. SQLite's
+ * own tables (sqlite_sequence...) are included; PostgreSQL, which has no
+ * rowid, orders each table by its rows as text. */
+static inline iotp_rc test_store_dump(struct store *st, char **out, struct iotp_err *err)
+{
+	int pg = strcmp(store_backend_name(st), "postgresql") == 0;
+	struct buf names, dump;
+	char *list = NULL, *p, *nl;
+	iotp_rc rc;
+
+	buf_init(&names, 0);
+	buf_init(&dump, 0);
+	rc = store_exec(st,
+	                pg ? "SELECT table_name FROM information_schema.tables "
+	                     "WHERE table_schema = current_schema() ORDER BY 1"
+	                   : "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+	                NULL, 0, test_store_name_row, &names, err);
+	if (rc == IOTP_OK && (list = buf_detach(&names, NULL)) == NULL)
+		rc = iotp_err_set(err, IOTP_ERR_NOMEM, "dump: out of memory");
+	for (p = list; rc == IOTP_OK && (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
+		char sql[256];
+
+		*nl = '\0';
+		if (pg)
+			snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY %s::text", p, p);
+		else
+			snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY rowid", p);
+		buf_printf(&dump, "== %s\n", p);
+		rc = store_exec(st, sql, NULL, 0, test_store_dump_row, &dump, err);
+	}
+	free(list);
+	buf_cleanup(&names);
+	if (rc == IOTP_OK && (*out = buf_detach(&dump, NULL)) == NULL)
+		rc = iotp_err_set(err, IOTP_ERR_NOMEM, "dump: out of memory");
+	buf_cleanup(&dump);
+	return rc;
 }
 
 #endif

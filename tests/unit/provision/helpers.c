@@ -13,6 +13,7 @@
 #include "common/buf.h"
 #include "core/pki.h"
 #include "core/store/store.h"
+#include "../../common/test_store.h"
 #include "helpers.h"
 
 const char FX_FLEET_BODY[] =
@@ -116,62 +117,12 @@ int fx_teardown(void **state)
 	return 0;
 }
 
-static int name_row(void *ud, const struct store_row *row)
-{
-	struct buf *b = ud;
-
-	buf_puts(b, row->cols[0].s);
-	buf_puts(b, "\n");
-	return 0;
-}
-
-static int dump_row(void *ud, const struct store_row *row)
-{
-	struct buf *b = ud;
-
-	for (int i = 0; i < row->ncols; i++) {
-		const struct store_val *v = &row->cols[i];
-
-		if (v->type == STORE_NULL)
-			buf_puts(b, "NULL");
-		else if (v->type == STORE_INT)
-			buf_printf(b, "%lld", (long long)v->i);
-		else
-			buf_append(b, v->s, v->len);
-		buf_puts(b, "|");
-	}
-	buf_puts(b, "\n");
-	return 0;
-}
-
 char *fx_dump(struct fx *f)
 {
-	struct buf names, out;
-	char *list, *p, *nl;
+	char *dump = NULL;
 
-	buf_init(&names, 0);
-	buf_init(&out, 0);
-	assert_int_equal(store_exec(f->core.store,
-	                            "SELECT name FROM sqlite_master WHERE type = 'table' "
-	                            "ORDER BY name",
-	                            NULL, 0, name_row, &names, &f->err),
-	                 IOTP_OK);
-	list = buf_detach(&names, NULL);
-	assert_non_null(list);
-	for (p = list; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
-		char sql[256];
-
-		*nl = '\0';
-		snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY rowid", p);
-		buf_printf(&out, "== %s\n", p);
-		assert_int_equal(store_exec(f->core.store, sql, NULL, 0, dump_row, &out, &f->err),
-		                 IOTP_OK);
-	}
-	free(list);
-	buf_cleanup(&names);
-	p = buf_detach(&out, NULL);
-	buf_cleanup(&out);
-	return p;
+	assert_int_equal(test_store_dump(f->core.store, &dump, &f->err), IOTP_OK);
+	return dump;
 }
 
 int64_t fx_int(struct fx *f, const char *sql)

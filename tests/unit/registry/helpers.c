@@ -69,70 +69,12 @@ int fx_teardown(void **state)
 	return 0;
 }
 
-static int name_row(void *ud, const struct store_row *row)
-{
-	struct buf *b = ud;
-
-	buf_puts(b, row->cols[0].s);
-	buf_puts(b, "\n");
-	return 0;
-}
-
-static int dump_row(void *ud, const struct store_row *row)
-{
-	struct buf *b = ud;
-
-	for (int i = 0; i < row->ncols; i++) {
-		const struct store_val *v = &row->cols[i];
-
-		if (v->type == STORE_NULL)
-			buf_puts(b, "NULL");
-		else if (v->type == STORE_INT)
-			buf_printf(b, "%lld", (long long)v->i);
-		else
-			buf_append(b, v->s, v->len);
-		buf_puts(b, "|");
-	}
-	buf_puts(b, "\n");
-	return 0;
-}
-
 char *fx_dump(struct fx *f)
 {
-	struct buf names, out;
-	char *list, *p, *nl;
-	int pg;
+	char *dump = NULL;
 
-	buf_init(&names, 0);
-	buf_init(&out, 0);
-	pg = strcmp(store_backend_name(f->core.store), "postgresql") == 0;
-	assert_int_equal(store_exec(f->core.store,
-	                            pg ? "SELECT table_name FROM information_schema.tables "
-	                                 "WHERE table_schema = current_schema() ORDER BY 1"
-	                               : "SELECT name FROM sqlite_master WHERE type = 'table' "
-	                                 "AND name NOT LIKE 'sqlite_%' ORDER BY name",
-	                            NULL, 0, name_row, &names, &f->err),
-	                 IOTP_OK);
-	list = buf_detach(&names, NULL);
-	assert_non_null(list);
-	for (p = list; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
-		char sql[256];
-
-		*nl = '\0';
-		/* PostgreSQL has no rowid: order by the whole row as text. */
-		if (pg)
-			snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY %s::text", p, p);
-		else
-			snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY rowid", p);
-		buf_printf(&out, "== %s\n", p);
-		assert_int_equal(store_exec(f->core.store, sql, NULL, 0, dump_row, &out, &f->err),
-		                 IOTP_OK);
-	}
-	free(list);
-	buf_cleanup(&names);
-	p = buf_detach(&out, NULL);
-	buf_cleanup(&out);
-	return p;
+	assert_int_equal(test_store_dump(f->core.store, &dump, &f->err), IOTP_OK);
+	return dump;
 }
 
 int64_t fx_events(struct fx *f, const char *action, const char *object)
