@@ -33,6 +33,10 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from api_e2e import make_data_dir  # noqa: E402
+
 SRC = os.environ.get("IOTP_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("IOTP_BUILD_DIR", os.path.join(SRC, "build"))
 IOTPROVD = os.path.join(BUILD, "iotprovd")
@@ -53,51 +57,6 @@ def check(cond, what):
 
 def run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
-
-
-def openssl(*args, cwd):
-    r = run(["openssl"] + list(args), cwd=cwd)
-    if r.returncode != 0:
-        raise RuntimeError("openssl %s: %s" % (" ".join(args), r.stderr))
-
-
-def make_data_dir(d):
-    """iotprov init when it exists, else the same files with the openssl CLI."""
-    if os.access(IOTPROV, os.X_OK):
-        r = run([IOTPROV, "init", "--data-dir", d])
-        if r.returncode == 0:
-            return "iotprov init"
-        print("iotprov init failed (%s); using openssl" % r.stderr.strip())
-        shutil.rmtree(d)
-    os.makedirs(d)
-    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "root-ca.key", cwd=d)
-    openssl("req", "-x509", "-new", "-key", "root-ca.key", "-subj", "/CN=e2e root", "-days", "2",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", "root-ca.crt", cwd=d)
-    with open(os.path.join(d, "ca.ext"), "w") as f:
-        f.write("basicConstraints=critical,CA:TRUE,pathlen:0\n"
-                "keyUsage=critical,keyCertSign,cRLSign\n")
-    with open(os.path.join(d, "server.ext"), "w") as f:
-        f.write("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-                "extendedKeyUsage=serverAuth\n"
-                "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n")
-    for name, cn, signer, signer_key, ext in (
-            ("issuing-ca", "e2e issuing", "root-ca.crt", "root-ca.key", "ca.ext"),
-            ("server", "localhost", "issuing-ca.crt", "issuing-ca.key", "server.ext")):
-        openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", name + ".key",
-                cwd=d)
-        openssl("req", "-new", "-key", name + ".key", "-subj", "/CN=" + cn, "-out",
-                name + ".csr", cwd=d)
-        openssl("x509", "-req", "-in", name + ".csr", "-CA", signer, "-CAkey", signer_key,
-                "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", name + ".crt", cwd=d)
-    with open(os.path.join(d, "server.crt"), "a") as f, \
-            open(os.path.join(d, "issuing-ca.crt")) as g:
-        f.write(g.read())
-    shutil.copy(os.path.join(d, "root-ca.crt"), os.path.join(d, "ca-bundle.pem"))
-    for k in ("root-ca.key", "issuing-ca.key", "server.key"):
-        os.chmod(os.path.join(d, k), 0o600)
-    open(os.path.join(d, "iotprov.conf"), "w").close()
-    return "openssl"
 
 
 def expected_endpoint(conf_path):
