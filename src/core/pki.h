@@ -112,6 +112,27 @@ iotp_rc pki_cert_issue_for_key(const struct pki_ca *ca, EVP_PKEY *pub, const cha
                                const struct pki_issue_opts *opts, X509 **out,
                                struct iotp_err *err);
 
+/* The fast way to read a device certificate to register (bulk
+ * registration parses one per line; see pki_lite.c). Returns 1 and *out
+ * (free with pki_lite_free) when data holds a certificate that
+ * pki_cert_parse, pki_cert_check_decoded and pki_key_check all accept, with
+ * the same id, serial, names and validity; 0 when the lite path does not
+ * take it (malformed, or merely unusual: the caller then takes the full
+ * path, which names what is wrong); -1 out of memory. */
+struct pki_cert_lite;
+int pki_lite_parse(const void *data, size_t len, struct pki_cert_lite **out);
+void pki_lite_free(struct pki_cert_lite *lc);
+/* Its id (as pki_cert_id), validity, serial and names (as pki_cert_*). */
+const char *pki_lite_id(const struct pki_cert_lite *lc);
+void pki_lite_validity(const struct pki_cert_lite *lc, int64_t *not_before, int64_t *not_after);
+iotp_rc pki_lite_serial_hex(const struct pki_cert_lite *lc, char **out, struct iotp_err *err);
+iotp_rc pki_lite_name_string(const struct pki_cert_lite *lc, int issuer, char **out,
+                             struct iotp_err *err);
+/* 1 when ca's key verifies the certificate's signature, as X509_verify
+ * would; 0 when not shown (a wrong key, or a case the lite path leaves to
+ * X509_verify). */
+int pki_lite_signed_by(const struct pki_cert_lite *lc, X509 *ca);
+
 /* Parses one certificate from PEM (or DER). IOTP_ERR_CERT when malformed. */
 iotp_rc pki_cert_parse(const void *data, size_t len, X509 **out, struct iotp_err *err);
 /* The checks pki_cert_parse makes after decoding (the public key decodes,

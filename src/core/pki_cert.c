@@ -360,8 +360,7 @@ iotp_rc pki_cert_to_pem(X509 *cert, char **out, struct iotp_err *err)
 	return IOTP_OK;
 }
 
-static iotp_rc sha256_hex(const unsigned char *p, size_t n, char out[65],
-                          struct iotp_err *err)
+iotp_rc pki_sha256_hex(const unsigned char *p, size_t n, char out[65], struct iotp_err *err)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
@@ -380,13 +379,12 @@ iotp_rc pki_cert_id(X509 *cert, char out[PKI_CERT_ID_LEN + 1], struct iotp_err *
 
 	if (n <= 0)
 		return iotp_err_ssl(err, IOTP_ERR_CERT, "cannot encode the certificate");
-	rc = sha256_hex(der, (size_t)n, out, err);
+	rc = pki_sha256_hex(der, (size_t)n, out, err);
 	OPENSSL_free(der);
 	return rc;
 }
 
-/* Epoch seconds of an ASN.1 time (UTC, no time zone involved). */
-static iotp_rc time_epoch(const ASN1_TIME *t, int64_t *out, struct iotp_err *err)
+iotp_rc pki_time_epoch(const ASN1_TIME *t, int64_t *out, struct iotp_err *err)
 {
 	struct tm tm;
 	int64_t y, m, d, era, yoe, doy, doe;
@@ -416,8 +414,8 @@ iotp_rc pki_cert_validity(X509 *cert, int64_t *not_before, int64_t *not_after,
 
 	if (cert == NULL)
 		return iotp_err_set(err, IOTP_ERR_INVALID, "no certificate");
-	if ((rc = time_epoch(X509_get0_notBefore(cert), &nb, err)) != IOTP_OK ||
-	    (rc = time_epoch(X509_get0_notAfter(cert), &na, err)) != IOTP_OK)
+	if ((rc = pki_time_epoch(X509_get0_notBefore(cert), &nb, err)) != IOTP_OK ||
+	    (rc = pki_time_epoch(X509_get0_notAfter(cert), &na, err)) != IOTP_OK)
 		return rc;
 	if (not_before != NULL)
 		*not_before = nb;
@@ -428,7 +426,11 @@ iotp_rc pki_cert_validity(X509 *cert, int64_t *not_before, int64_t *not_after,
 
 iotp_rc pki_cert_serial_hex(X509 *cert, char **out, struct iotp_err *err)
 {
-	const ASN1_INTEGER *serial = cert != NULL ? X509_get0_serialNumber(cert) : NULL;
+	return pki_serial_hex(cert != NULL ? X509_get0_serialNumber(cert) : NULL, out, err);
+}
+
+iotp_rc pki_serial_hex(const ASN1_INTEGER *serial, char **out, struct iotp_err *err)
+{
 	const unsigned char *p;
 	size_t n;
 	int neg;
@@ -457,17 +459,20 @@ iotp_rc pki_cert_serial_hex(X509 *cert, char **out, struct iotp_err *err)
 
 iotp_rc pki_cert_subject_string(X509 *cert, int issuer, char **out, struct iotp_err *err)
 {
-	const X509_NAME *name;
-	BIO *bio = NULL;
+	if (cert == NULL)
+		return iotp_err_set(err, IOTP_ERR_INVALID, "no certificate");
+	return pki_name_string(issuer ? X509_get_issuer_name(cert) : X509_get_subject_name(cert),
+	                       out, err);
+}
+
+iotp_rc pki_name_string(const X509_NAME *name, char **out, struct iotp_err *err)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
 	char *data = NULL, *s;
 	long n;
 
-	if (cert == NULL)
-		return iotp_err_set(err, IOTP_ERR_INVALID, "no certificate");
-	name = issuer ? X509_get_issuer_name(cert) : X509_get_subject_name(cert);
-	bio = BIO_new(BIO_s_mem());
 	/* RFC 2253 with UTF-8 left as is (not \XX-escaped). */
-	if (bio == NULL ||
+	if (bio == NULL || name == NULL ||
 	    X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0) {
 		BIO_free(bio);
 		return iotp_err_ssl(err, IOTP_ERR_CERT, "cannot print the name");
@@ -661,7 +666,7 @@ iotp_rc pki_pubkey_fingerprint(EVP_PKEY *key, char out[65], struct iotp_err *err
 
 	if (n <= 0)
 		return iotp_err_ssl(err, IOTP_ERR_CRYPTO, "cannot encode the public key");
-	rc = sha256_hex(der, (size_t)n, out, err);
+	rc = pki_sha256_hex(der, (size_t)n, out, err);
 	OPENSSL_free(der);
 	return rc;
 }

@@ -7,6 +7,7 @@
 #define IOTP_PKI_INT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/x509.h>
 
@@ -31,5 +32,19 @@ iotp_rc pki_input_der(const void *data, size_t len, const char *const *labels,
 iotp_rc pki_issue_spki(const struct pki_ca *ca, const X509_NAME *subject,
                        const X509_ALGOR *alg, const unsigned char *bits, int nbits,
                        const struct pki_issue_opts *opts, X509 **out, struct iotp_err *err);
+
+/* Lowercase hex SHA-256 of p. */
+iotp_rc pki_sha256_hex(const unsigned char *p, size_t n, char out[65], struct iotp_err *err);
+
+/* Epoch seconds of an ASN.1 time (UTC, no time zone involved); an invalid
+ * time is IOTP_ERR_CERT. */
+iotp_rc pki_time_epoch(const ASN1_TIME *t, int64_t *out, struct iotp_err *err);
+
+/* A serial number as registries show it: hex without leading zero bytes, a
+ * '-' before a negative one. Malloc'ed. */
+iotp_rc pki_serial_hex(const ASN1_INTEGER *serial, char **out, struct iotp_err *err);
+
+/* A distinguished name in RFC 2253 form with UTF-8 left as is. Malloc'ed. */
+iotp_rc pki_name_string(const X509_NAME *name, char **out, struct iotp_err *err);
 
 #endif

@@ -333,6 +333,61 @@ static iotp_rc cert_existing(struct apply *a, const char *id)
 	return rc;
 }
 
+/* Is the certificate id in the store? */
+static iotp_rc cert_known(struct apply *a, const char *id, int *known)
+{
+	struct store_val p[] = {SV_TEXT(id)};
+	int64_t one = 0;
+	iotp_rc rc = store_query_int(a->core->store, "SELECT 1 FROM certificates WHERE id = ?", p,
+	                             1, &one, a->err);
+
+	*known = rc == IOTP_OK;
+	return rc == IOTP_ERR_NOT_FOUND ? IOTP_OK : rc;
+}
+
+/* The fast way (pki_lite.c) for the common device certificate: IOTP_OK
+ * with *done set when it registered or found the certificate; *done clear
+ * when the full way must decide. */
+static iotp_rc cert_by_pem_lite(struct apply *a, int *done)
+{
+	const struct template_plan_cert *pc = &a->plan->certificate;
+	struct registry_cert_register reg = {0};
+	struct registry_ref ref = {0};
+	struct pki_cert_lite *lc = NULL;
+	struct iotp_err lerr;
+	int known, declined = 0;
+	iotp_rc rc = IOTP_OK;
+
+	*done = 0;
+	switch (pki_lite_parse(pc->pem, strlen(pc->pem), &lc)) {
+	case 1: break;
+	case 0: return IOTP_OK;
+	default: return iotp_err_set(a->err, IOTP_ERR_NOMEM, "certificate: out of memory");
+	}
+	if ((rc = cert_known(a, pki_lite_id(lc), &known)) != IOTP_OK)
+		goto out;
+	if (known) {
+		*done = 1;
+		rc = cert_existing(a, pki_lite_id(lc));
+		goto out;
+	}
+	reg.cert_pem = pc->pem;
+	reg.ca_pem = pc->ca_pem;
+	reg.status = pc->status;
+	iotp_err_clear(&lerr);
+	rc = registry_cert_register_lite(a->core, a->actor, &reg, lc, &declined, &ref, &lerr);
+	if (rc != IOTP_OK) {
+		*done = 1;
+		rc = res_fail(a->err, rc, pc->logical_id, &lerr);
+	} else if (!declined) {
+		*done = 1;
+		util_strlcpy(a->cert_id, ref.id, sizeof(a->cert_id));
+	}
+out:
+	pki_lite_free(lc);
+	return rc;
+}
+
 static iotp_rc cert_by_pem(struct apply *a)
 {
 	const struct template_plan_cert *pc = &a->plan->certificate;
@@ -341,9 +396,13 @@ static iotp_rc cert_by_pem(struct apply *a)
 	struct iotp_err lerr;
 	char id[PKI_CERT_ID_LEN + 1];
 	X509 *x = NULL;
-	int found = 0;
+	int known = 0, done = 0;
 	iotp_rc rc;
 
+	if ((rc = cert_by_pem_lite(a, &done)) != IOTP_OK)
+		return rc;
+	if (done)
+		goto result;
 	/* One parse serves the id and the registration (OpenSSL 3.0's key
 	 * decoder makes a parse cost more than the signature check). */
 	if ((rc = pki_cert_parse(pc->pem, strlen(pc->pem), &x, &lerr)) != IOTP_OK ||
@@ -351,18 +410,9 @@ static iotp_rc cert_by_pem(struct apply *a)
 		rc = res_fail(a->err, rc, pc->logical_id, &lerr);
 		goto out;
 	}
-	{
-		struct store_val p[] = {SV_TEXT(id)};
-		int64_t one = 0;
-
-		rc = store_query_int(a->core->store, "SELECT 1 FROM certificates WHERE id = ?", p, 1,
-		                     &one, a->err);
-		if (rc == IOTP_OK)
-			found = 1;
-		else if (rc != IOTP_ERR_NOT_FOUND)
-			goto out;
-	}
-	if (found) {
+	if ((rc = cert_known(a, id, &known)) != IOTP_OK)
+		goto out;
+	if (known) {
 		rc = cert_existing(a, id);
 	} else {
 		reg.cert_pem = pc->pem;
@@ -376,6 +426,7 @@ static iotp_rc cert_by_pem(struct apply *a)
 		}
 		util_strlcpy(a->cert_id, ref.id, sizeof(a->cert_id));
 	}
+result:
 	if (rc == IOTP_OK && (a->r->cert_pem = strdup(pc->pem)) == NULL)
 		rc = iotp_err_set(a->err, IOTP_ERR_NOMEM, "result: out of memory");
 out:

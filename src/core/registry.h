@@ -584,6 +584,16 @@ iotp_rc registry_cert_register(struct iotp_core *core, const char *actor,
 iotp_rc registry_cert_register_x509(struct iotp_core *core, const char *actor,
                                     const struct registry_cert_register *in, X509 *cert,
                                     struct registry_ref *out, struct iotp_err *err);
+/* The same for a certificate read by pki_lite_parse from in->cert_pem,
+ * without a CA PEM (in->ca_pem NULL): the bulk registration hot path. When
+ * the lite path cannot decide (no registered CA shown to sign it, a CA
+ * PEM given), nothing is written, *declined is set and the caller goes
+ * the full way (pki_cert_parse + registry_cert_register_x509), which gives
+ * the reference answer and message. */
+iotp_rc registry_cert_register_lite(struct iotp_core *core, const char *actor,
+                                    const struct registry_cert_register *in,
+                                    const struct pki_cert_lite *cert, int *declined,
+                                    struct registry_ref *out, struct iotp_err *err);
 /* RegisterCertificateWithoutCA: no CA involved (ca_pem must be NULL), mode
  * SNI_ONLY. Same validity, key and status rules. */
 iotp_rc registry_cert_register_no_ca(struct iotp_core *core, const char *actor,
@@ -731,5 +741,8 @@ iotp_rc registry_ca_delete(struct iotp_core *core, const char *actor, const char
  * none. cert is borrowed. */
 iotp_rc registry_ca_find_issuer(struct iotp_core *core, X509 *cert, struct registry_ca *out,
                                 struct iotp_err *err);
+/* The same for a certificate read by pki_lite_parse. */
+iotp_rc registry_ca_find_issuer_lite(struct iotp_core *core, const struct pki_cert_lite *cert,
+                                     struct registry_ca *out, struct iotp_err *err);
 
 #endif

@@ -599,16 +599,28 @@ out:
 
 /* ---- issuer lookup ---- */
 
-iotp_rc registry_ca_find_issuer(struct iotp_core *core, X509 *cert, struct registry_ca *out,
-                                struct iotp_err *err)
+/* Does the CA certificate ca sign the certificate being looked up? */
+typedef int (*issuer_match_fn)(const void *cert, X509 *ca);
+
+static int match_x509(const void *cert, X509 *ca)
+{
+	return X509_verify((X509 *)cert, X509_get0_pubkey(ca)) == 1;
+}
+
+static int match_lite(const void *cert, X509 *ca)
+{
+	return pki_lite_signed_by(cert, ca);
+}
+
+/* The first registered CA (oldest first) whose subject is issuer and whose
+ * key match says signed cert. */
+static iotp_rc find_issuer(struct iotp_core *core, const char *issuer, issuer_match_fn match,
+                           const void *cert, struct registry_ca *out, struct iotp_err *err)
 {
 	struct ca_rows r = {.core = core, .full = 1};
-	char *issuer = NULL;
-	size_t match = SIZE_MAX;
+	size_t found = SIZE_MAX;
 	iotp_rc rc;
 
-	if ((rc = pki_cert_subject_string(cert, 1, &issuer, err)) != IOTP_OK)
-		return rc;
 	{
 		struct store_val p[] = {SV_TEXT(issuer)};
 
@@ -619,7 +631,7 @@ iotp_rc registry_ca_find_issuer(struct iotp_core *core, X509 *cert, struct regis
 	}
 	if (rc == IOTP_OK && r.rc != IOTP_OK)
 		rc = iotp_err_set(err, r.rc, "%s", r.err.msg);
-	for (size_t i = 0; rc == IOTP_OK && i < r.count && match == SIZE_MAX; i++) {
+	for (size_t i = 0; rc == IOTP_OK && i < r.count && found == SIZE_MAX; i++) {
 		X509 *ca = NULL;
 
 		/* The row was just read, so status and generation are current;
@@ -627,20 +639,45 @@ iotp_rc registry_ca_find_issuer(struct iotp_core *core, X509 *cert, struct regis
 		if (ca_cache_get(r.items[i].id, r.items[i].pem, strlen(r.items[i].pem), &ca, NULL) !=
 		    IOTP_OK)
 			continue;
-		if (X509_verify(cert, X509_get0_pubkey(ca)) == 1)
-			match = i;
+		if (match(cert, ca))
+			found = i;
 		X509_free(ca);
 	}
 	ERR_clear_error();
-	if (rc == IOTP_OK && match == SIZE_MAX)
+	if (rc == IOTP_OK && found == SIZE_MAX)
 		rc = iotp_err_set(err, IOTP_ERR_NOT_FOUND,
 		                  "no registered CA certificate issued this certificate (issuer %s)",
 		                  issuer);
 	if (rc == IOTP_OK) {
-		*out = r.items[match];
-		memset(&r.items[match], 0, sizeof(r.items[match]));
+		*out = r.items[found];
+		memset(&r.items[found], 0, sizeof(r.items[found]));
 	}
 	ca_rows_free(&r);
+	return rc;
+}
+
+iotp_rc registry_ca_find_issuer(struct iotp_core *core, X509 *cert, struct registry_ca *out,
+                                struct iotp_err *err)
+{
+	char *issuer = NULL;
+	iotp_rc rc;
+
+	if ((rc = pki_cert_subject_string(cert, 1, &issuer, err)) != IOTP_OK)
+		return rc;
+	rc = find_issuer(core, issuer, match_x509, cert, out, err);
+	free(issuer);
+	return rc;
+}
+
+iotp_rc registry_ca_find_issuer_lite(struct iotp_core *core, const struct pki_cert_lite *cert,
+                                     struct registry_ca *out, struct iotp_err *err)
+{
+	char *issuer = NULL;
+	iotp_rc rc;
+
+	if ((rc = pki_lite_name_string(cert, 1, &issuer, err)) != IOTP_OK)
+		return rc;
+	rc = find_issuer(core, issuer, match_lite, cert, out, err);
 	free(issuer);
 	return rc;
 }

@@ -164,6 +164,7 @@ static iotp_rc cert_load(struct iotp_core *core, const char *id, struct registry
 
 struct cert_new {
 	X509 *x509;
+	const struct pki_cert_lite *lite; /* instead of x509 */
 	const char *pem;
 	const char *ca_id;   /* NULL: none */
 	const char *mode;
@@ -179,10 +180,16 @@ static iotp_rc cert_insert(struct iotp_core *core, const char *actor, const stru
 	int depth0;
 	iotp_rc rc;
 
-	if ((rc = pki_cert_id(n->x509, id, err)) != IOTP_OK ||
-	    (rc = pki_cert_validity(n->x509, &nb, &na, err)) != IOTP_OK ||
-	    (rc = pki_cert_serial_hex(n->x509, &serial, err)) != IOTP_OK ||
-	    (rc = pki_cert_subject_string(n->x509, 0, &subject, err)) != IOTP_OK)
+	if (n->lite != NULL) {
+		util_strlcpy(id, pki_lite_id(n->lite), PKI_CERT_ID_LEN + 1);
+		pki_lite_validity(n->lite, &nb, &na);
+		if ((rc = pki_lite_serial_hex(n->lite, &serial, err)) != IOTP_OK ||
+		    (rc = pki_lite_name_string(n->lite, 0, &subject, err)) != IOTP_OK)
+			goto done;
+	} else if ((rc = pki_cert_id(n->x509, id, err)) != IOTP_OK ||
+	           (rc = pki_cert_validity(n->x509, &nb, &na, err)) != IOTP_OK ||
+	           (rc = pki_cert_serial_hex(n->x509, &serial, err)) != IOTP_OK ||
+	           (rc = pki_cert_subject_string(n->x509, 0, &subject, err)) != IOTP_OK)
 		goto done;
 	snprintf(res, sizeof(res), "cert/%s", id);
 	if ((rc = reg_tx_begin(core, &depth0, err)) != IOTP_OK)
@@ -351,19 +358,26 @@ static iotp_rc register_pem_size(const struct registry_cert_register *in,
 	return IOTP_OK;
 }
 
+static iotp_rc validity_check(int64_t nb, int64_t na, struct iotp_err *err)
+{
+	int64_t now = util_now();
+
+	if (now < nb || now > na)
+		return iotp_err_set(err, IOTP_ERR_CERT, "the certificate is %s",
+		                    now < nb ? "not valid yet" : "expired");
+	return IOTP_OK;
+}
+
 /* The key and validity rules of a certificate to register. */
 static iotp_rc register_check(X509 *x, struct iotp_err *err)
 {
-	int64_t nb = 0, na = 0, now = util_now();
+	int64_t nb = 0, na = 0;
 	iotp_rc rc;
 
 	if ((rc = pki_key_check(pki_cert_pubkey(x), err)) != IOTP_OK ||
 	    (rc = pki_cert_validity(x, &nb, &na, err)) != IOTP_OK)
 		return rc;
-	if (now < nb || now > na)
-		return iotp_err_set(err, IOTP_ERR_CERT, "the certificate is %s",
-		                    now < nb ? "not valid yet" : "expired");
-	return IOTP_OK;
+	return validity_check(nb, na, err);
 }
 
 /* Parses the certificate to register and checks its key and validity. */
@@ -385,6 +399,34 @@ static iotp_rc register_parse(const struct registry_cert_register *in, X509 **ou
 	return IOTP_OK;
 }
 
+/* The end of a registration under ca (n->status set, n->x509 or n->lite
+ * the certificate): the status rule and the insertion. */
+static iotp_rc insert_under(struct iotp_core *core, const char *actor,
+                            const struct registry_cert_register *in,
+                            const struct registry_ca *ca, struct cert_new *n,
+                            struct registry_ref *out, struct iotp_err *err)
+{
+	struct registry_ref ref = {0};
+	char res[PKI_CERT_ID_LEN + 6];
+	iotp_rc rc;
+
+	if (n->status == REGISTRY_CERT_ACTIVE && !ca->active)
+		return iotp_err_set(err, IOTP_ERR_STATE,
+		                    "CA certificate %s is INACTIVE: a certificate under it cannot be "
+		                    "ACTIVE",
+		                    ca->id);
+	n->pem = in->cert_pem;
+	n->ca_id = ca->id;
+	n->mode = ca->mode;
+	if ((rc = cert_insert(core, actor, n, ref.id, err)) != IOTP_OK)
+		return rc;
+	snprintf(res, sizeof(res), "cert/%s", ref.id);
+	if ((rc = core_arn(core, res, ref.arn, sizeof(ref.arn), err)) != IOTP_OK)
+		return rc;
+	*out = ref;
+	return IOTP_OK;
+}
+
 /* RegisterCertificate once x (the parse of in->cert_pem) has passed
  * register_check: the CA, the status rule and the insertion. */
 static iotp_rc register_under_ca(struct iotp_core *core, const char *actor,
@@ -393,10 +435,8 @@ static iotp_rc register_under_ca(struct iotp_core *core, const char *actor,
                                  struct iotp_err *err)
 {
 	struct registry_ca ca = {0};
-	struct registry_ref ref = {0};
 	struct cert_new n = {.action = "cert.register", .status = status};
 	X509 *cax = NULL;
-	char res[PKI_CERT_ID_LEN + 6];
 	iotp_rc rc;
 
 	if (in->ca_pem != NULL) {
@@ -424,23 +464,8 @@ static iotp_rc register_under_ca(struct iotp_core *core, const char *actor,
 		if (rc != IOTP_OK)
 			goto out;
 	}
-	if (n.status == REGISTRY_CERT_ACTIVE && !ca.active) {
-		rc = iotp_err_set(err, IOTP_ERR_STATE,
-		                  "CA certificate %s is INACTIVE: a certificate under it cannot be "
-		                  "ACTIVE",
-		                  ca.id);
-		goto out;
-	}
 	n.x509 = x;
-	n.pem = in->cert_pem;
-	n.ca_id = ca.id;
-	n.mode = ca.mode;
-	if ((rc = cert_insert(core, actor, &n, ref.id, err)) != IOTP_OK)
-		goto out;
-	snprintf(res, sizeof(res), "cert/%s", ref.id);
-	if ((rc = core_arn(core, res, ref.arn, sizeof(ref.arn), err)) != IOTP_OK)
-		goto out;
-	*out = ref;
+	rc = insert_under(core, actor, in, &ca, &n, out, err);
 out:
 	registry_ca_cleanup(&ca);
 	X509_free(cax);
@@ -480,6 +505,38 @@ iotp_rc registry_cert_register_x509(struct iotp_core *core, const char *actor,
 	    (rc = register_check(cert, err)) != IOTP_OK)
 		return rc;
 	return register_under_ca(core, actor, in, cert, status, out, err);
+}
+
+iotp_rc registry_cert_register_lite(struct iotp_core *core, const char *actor,
+                                    const struct registry_cert_register *in,
+                                    const struct pki_cert_lite *cert, int *declined,
+                                    struct registry_ref *out, struct iotp_err *err)
+{
+	struct registry_ca ca = {0};
+	struct cert_new n = {.action = "cert.register", .lite = cert};
+	int64_t nb = 0, na = 0;
+	iotp_rc rc;
+
+	*declined = 0;
+	if (in->ca_pem != NULL) {
+		*declined = 1;
+		return IOTP_OK;
+	}
+	/* pki_lite_parse has made the decoding and key checks. */
+	pki_lite_validity(cert, &nb, &na);
+	if ((rc = register_status(in, &n.status, err)) != IOTP_OK ||
+	    (rc = register_pem_size(in, err)) != IOTP_OK || (rc = validity_check(nb, na, err)) !=
+	    IOTP_OK)
+		return rc;
+	rc = registry_ca_find_issuer_lite(core, cert, &ca, err);
+	if (rc == IOTP_ERR_NOT_FOUND) {
+		*declined = 1;
+		return IOTP_OK;
+	}
+	if (rc == IOTP_OK)
+		rc = insert_under(core, actor, in, &ca, &n, out, err);
+	registry_ca_cleanup(&ca);
+	return rc;
 }
 
 iotp_rc registry_cert_register_no_ca(struct iotp_core *core, const char *actor,
