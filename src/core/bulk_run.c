@@ -4,11 +4,22 @@
  * template to each with prov_apply, a batch per store transaction that
  * also moves the task's cursor and counters and writes the report lines.
  *
- * The reader is always positioned at the cursor stored in the task. When a
- * batch fails to commit, the reader is ahead of the store; it is reopened
- * at the stored cursor before the next batch, so what the store says has
- * been applied and what will be read next never disagree.
+ * Reading ahead: while the store writes one batch, a worker thread reads
+ * the next batch of records and makes the part of each record's work that
+ * needs no store: the lite parse of a device certificate among its
+ * parameters (pki_lite_parse) and its signature checked against the CAs
+ * registered when the run started (pki_lite_note_ca). The template engine
+ * then takes that parse (prov_apply_in.cert_hint) and still reads the CA
+ * rows in its own transaction, so a CA deleted or deactivated meanwhile
+ * counts; a signature verdict depends on the two certificates alone. On
+ * two cores this puts the signature checks beside the store's writes.
+ *
+ * The reader runs ahead of the cursor stored in the task. When a batch
+ * fails to commit, the records read ahead are dropped and the reader is
+ * reopened at the stored cursor before the next batch, so what the store
+ * says has been applied and what will be read next never disagree.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +28,36 @@
 #include "common/util.h"
 #include "core/bulk.h"
 #include "core/bulk_internal.h"
+#include "core/ca_cache.h"
 #include "core/manifest.h"
+#include "core/pki.h"
 #include "core/provision.h"
 #include "core/template.h"
+
+#define AHEAD_CAS_MAX 256
+
+/* A record read ahead, with the lite parse of its certificate (or NULL). */
+struct ahead_rec {
+	struct manifest_record rec;
+	struct pki_cert_lite *hint;
+	const char *hint_pem; /* inside rec.params */
+};
+
+/* Records read ahead, in input order; [head, len) not applied yet. */
+struct ahead_batch {
+	struct ahead_rec *recs;
+	size_t head, len;
+	int eof;           /* the reader reached the end after these */
+	iotp_rc rc;        /* the reader failed after these */
+	struct iotp_err err;
+};
+
+/* A registered CA as the run started (for the signature checks ahead). */
+struct ahead_ca {
+	char id[PKI_CERT_ID_LEN + 1];
+	char *subject;
+	X509 *x509;
+};
 
 struct bulk_run {
 	struct iotp_core *core;
@@ -29,10 +67,178 @@ struct bulk_run {
 	const struct manifest_format *fmt;
 	char path[CONF_STR_MAX * 3];
 	struct manifest_file *mf;   /* NULL until (re)opened */
-	int64_t offset;             /* the cursor the reader is at */
+	int64_t offset;             /* the task's cursor: after the last applied record */
 	int64_t line;
 	int64_t applied;
+	int batch;                  /* records read ahead at a time */
+	struct ahead_batch ready;   /* read, prepared: applied next */
+	struct ahead_batch next;    /* being read and prepared by the worker */
+	pthread_t worker;
+	int worker_on;
+	struct ahead_ca *cas;
+	size_t ncas;
 };
+
+/* ---- reading ahead ---- */
+
+static void batch_drop(struct ahead_batch *b)
+{
+	for (size_t i = b->head; i < b->len; i++) {
+		json_decref(b->recs[i].rec.params);
+		pki_lite_free(b->recs[i].hint);
+	}
+	free(b->recs);
+	memset(b, 0, sizeof(*b));
+}
+
+/* The first parameter that holds a PEM certificate: what a certificate
+ * resource of the template most likely refers to. A wrong guess only
+ * means the template engine parses for itself. */
+static const char *cert_param(const json_t *params)
+{
+	const char *k;
+	const json_t *v;
+
+	json_object_foreach((json_t *)params, k, v) {
+		const char *s = json_string_value(v);
+
+		if (s != NULL && strncmp(s, "-----BEGIN CERTIFICATE-----", 27) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+static void prepare(const struct bulk_run *run, struct ahead_rec *ar)
+{
+	char *issuer = NULL;
+	int n = 0;
+
+	if (ar->rec.step != MANIFEST_RECORD || (ar->hint_pem = cert_param(ar->rec.params)) == NULL)
+		return;
+	if (pki_lite_parse(ar->hint_pem, strlen(ar->hint_pem), &ar->hint) != 1 ||
+	    pki_lite_name_string(ar->hint, 1, &issuer, NULL) != IOTP_OK)
+		return;
+	for (size_t i = 0; i < run->ncas && n < 4; i++) {
+		if (strcmp(run->cas[i].subject, issuer) != 0)
+			continue;
+		pki_lite_note_ca(ar->hint, run->cas[i].id,
+		                 pki_lite_signed_by(ar->hint, run->cas[i].x509));
+		n++;
+	}
+	free(issuer);
+}
+
+/* Reads up to run->batch records into b and prepares them. Touches only
+ * run->mf and b: the worker thread runs this while the store thread
+ * applies run->ready. */
+static void read_batch(struct bulk_run *run, struct ahead_batch *b)
+{
+	memset(b, 0, sizeof(*b));
+	if ((b->recs = calloc((size_t)run->batch, sizeof(*b->recs))) == NULL) {
+		b->rc = iotp_err_set(&b->err, IOTP_ERR_NOMEM, "task runner: out of memory");
+		return;
+	}
+	while (b->len < (size_t)run->batch) {
+		struct ahead_rec *ar = &b->recs[b->len];
+
+		b->rc = manifest_file_next(run->mf, &ar->rec, &b->eof, &b->err);
+		if (b->rc != IOTP_OK || b->eof)
+			return;
+		prepare(run, ar);
+		b->len++;
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct bulk_run *run = arg;
+
+	read_batch(run, &run->next);
+	return NULL;
+}
+
+static void worker_join(struct bulk_run *run)
+{
+	if (run->worker_on) {
+		pthread_join(run->worker, NULL);
+		run->worker_on = 0;
+	}
+}
+
+/* Drops everything read ahead (the reader is then past the cursor: the
+ * caller closes it so that the next step reopens at the cursor). */
+static void ahead_drop(struct bulk_run *run)
+{
+	worker_join(run);
+	batch_drop(&run->ready);
+	batch_drop(&run->next);
+}
+
+/* run->ready holds records to apply unless the input is exhausted; the
+ * worker reads the batch after it. */
+static iotp_rc ahead_fill(struct bulk_run *run, struct iotp_err *err)
+{
+	if (run->ready.head == run->ready.len && !run->ready.eof && run->ready.rc == IOTP_OK) {
+		batch_drop(&run->ready);
+		if (run->worker_on) {
+			worker_join(run);
+			run->ready = run->next;
+			memset(&run->next, 0, sizeof(run->next));
+		} else {
+			read_batch(run, &run->ready);
+		}
+	}
+	if (run->ready.head == run->ready.len && run->ready.rc != IOTP_OK)
+		return iotp_err_set(err, run->ready.rc, "%s", run->ready.err.msg);
+	if (!run->worker_on && !run->ready.eof && run->ready.rc == IOTP_OK &&
+	    run->ready.len == (size_t)run->batch) {
+		run->worker_on = pthread_create(&run->worker, NULL, worker_main, run) == 0;
+		if (!run->worker_on)
+			memset(&run->next, 0, sizeof(run->next)); /* read it when needed */
+	}
+	return IOTP_OK;
+}
+
+/* The registered CAs, for the signature checks ahead; none when there are
+ * too many to try each (the template engine then checks alone). */
+static int ca_row_snap(void *ud, const struct store_row *row)
+{
+	struct bulk_run *run = ud;
+	struct ahead_ca *ca;
+
+	if (run->ncas >= AHEAD_CAS_MAX)
+		return 1;
+	if (row->cols[0].s == NULL || row->cols[1].s == NULL || row->cols[2].s == NULL)
+		return 0;
+	ca = &run->cas[run->ncas];
+	util_strlcpy(ca->id, row->cols[0].s, sizeof(ca->id));
+	if ((ca->subject = strdup(row->cols[1].s)) == NULL)
+		return 1;
+	if (ca_cache_get(ca->id, row->cols[2].s, row->cols[2].len, &ca->x509, NULL) != IOTP_OK) {
+		free(ca->subject);
+		return 0;
+	}
+	run->ncas++;
+	return 0;
+}
+
+static void cas_snapshot(struct bulk_run *run)
+{
+	struct iotp_err err;
+
+	if ((run->cas = calloc(AHEAD_CAS_MAX + 1, sizeof(*run->cas))) == NULL)
+		return;
+	if (store_exec(run->core->store,
+	               "SELECT id, subject, pem FROM cas ORDER BY created, id LIMIT 257", NULL, 0,
+	               ca_row_snap, run, &err) != IOTP_OK ||
+	    run->ncas >= AHEAD_CAS_MAX) {
+		for (size_t i = 0; i < run->ncas; i++) {
+			free(run->cas[i].subject);
+			X509_free(run->cas[i].x509);
+		}
+		run->ncas = 0;
+	}
+}
 
 /* Marks the task Failed (only while InProgress) with message, in its own
  * transaction. Errors are logged: the caller is already failing. */
@@ -68,6 +274,7 @@ static iotp_rc reopen(struct bulk_run *run, struct iotp_err *err)
 	iotp_rc rc;
 
 	memset(&t, 0, sizeof(t));
+	ahead_drop(run);
 	manifest_file_close(run->mf);
 	run->mf = NULL;
 	if ((rc = bulk_task_describe(run->core, run->id, &t, err)) != IOTP_OK)
@@ -128,6 +335,7 @@ iotp_rc bulk_run_open(struct iotp_core *core, const char *id, struct bulk_run **
 	}
 	run->offset = t.cursor_offset;
 	run->line = t.cursor_line;
+	cas_snapshot(run);
 	*out = run;
 	run = NULL;
 	goto out;
@@ -144,8 +352,14 @@ void bulk_run_close(struct bulk_run *run)
 {
 	if (run == NULL)
 		return;
+	ahead_drop(run);
 	manifest_file_close(run->mf);
 	template_free(run->tmpl);
+	for (size_t i = 0; i < run->ncas; i++) {
+		free(run->cas[i].subject);
+		X509_free(run->cas[i].x509);
+	}
+	free(run->cas);
 	free(run);
 }
 
@@ -237,10 +451,15 @@ iotp_rc bulk_run_step(struct bulk_run *run, int batch, int *finished, struct iot
 	memset(&cur, 0, sizeof(cur));
 	if (batch <= 0)
 		batch = BULK_BATCH_DEFAULT;
+	if (run->batch == 0)
+		run->batch = batch;
 	if (run->mf == NULL && (rc = reopen(run, err)) != IOTP_OK)
 		return rc;
+	/* Before the transaction: waiting for the worker holds no lock. */
+	if ((rc = ahead_fill(run, err)) != IOTP_OK)
+		goto out;
 	if ((rc = store_begin(core->store, err)) != IOTP_OK)
-		return rc;
+		goto out;
 	in_tx = 1;
 	{
 		struct store_val p[] = {SV_TEXT(run->id)};
@@ -258,17 +477,18 @@ iotp_rc bulk_run_step(struct bulk_run *run, int batch, int *finished, struct iot
 		return IOTP_OK;
 	}
 	for (int n = 0; n < batch; n++) {
-		struct manifest_record rec;
-		int eof = 0;
+		struct ahead_rec *ar;
+		struct manifest_record *rec;
 
-		memset(&rec, 0, sizeof(rec));
-		if ((rc = manifest_file_next(run->mf, &rec, &eof, err)) != IOTP_OK)
-			goto out;
-		if (eof) {
-			done = 1;
+		if (run->ready.head == run->ready.len) {
+			/* The worker's batch is not waited for inside the
+			 * transaction: this one ends here, unless the input has. */
+			done = run->ready.eof && !run->worker_on;
 			break;
 		}
-		if (rec.step == MANIFEST_RECORD) {
+		ar = &run->ready.recs[run->ready.head];
+		rec = &ar->rec;
+		if (rec->step == MANIFEST_RECORD) {
 			struct prov_apply_in in;
 			struct prov_result res;
 			struct iotp_err lerr;
@@ -278,35 +498,45 @@ iotp_rc bulk_run_step(struct bulk_run *run, int batch, int *finished, struct iot
 			memset(&res, 0, sizeof(res));
 			iotp_err_clear(&lerr);
 			in.tmpl = run->tmpl;
-			in.parameters = rec.params;
+			in.parameters = rec->params;
+			in.cert_hint = ar->hint;
+			in.cert_hint_pem = ar->hint_pem;
 			lrc = prov_apply(core, run->actor, &in, &res, &lerr);
-			json_decref(rec.params);
 			if (lrc == IOTP_OK) {
-				rc = add_report(run, "RESULTS", rec.line, result_line(rec.line, &res), err);
+				rc = add_report(run, "RESULTS", rec->line, result_line(rec->line, &res),
+				                err);
 				ok++;
 			} else if (infrastructure_error(lrc)) {
 				prov_result_cleanup(&res);
-				rc = iotp_err_set(err, lrc, "line %lld: %s", (long long)rec.line,
+				rc = iotp_err_set(err, lrc, "line %lld: %s", (long long)rec->line,
 				                  lerr.msg);
 				goto out;
 			} else {
-				rc = add_report(run, "ERRORS", rec.line,
-				                error_line(rec.line, lrc, lerr.msg), err);
+				rc = add_report(run, "ERRORS", rec->line,
+				                error_line(rec->line, lrc, lerr.msg), err);
 				failed++;
 			}
 			prov_result_cleanup(&res);
 		} else {
-			rc = add_report(run, "ERRORS", rec.line,
-			                error_line(rec.line, IOTP_ERR_INVALID, rec.reason), err);
+			rc = add_report(run, "ERRORS", rec->line,
+			                error_line(rec->line, IOTP_ERR_INVALID, rec->reason), err);
 			failed++;
 		}
 		if (rc != IOTP_OK)
 			goto out;
-		new_offset = rec.end_offset;
-		new_line = rec.end_line;
+		new_offset = rec->end_offset;
+		new_line = rec->end_line;
+		/* Applied (in this transaction): the record leaves the queue. */
+		json_decref(rec->params);
+		rec->params = NULL;
+		pki_lite_free(ar->hint);
+		ar->hint = NULL;
+		run->ready.head++;
 		if (util_mono_ms() - started >= BULK_BATCH_MS)
 			break;
 	}
+	if (!done && run->ready.head == run->ready.len && run->ready.eof && !run->worker_on)
+		done = 1;
 	{
 		struct store_val p[] = {
 			SV_INT(new_offset), SV_INT(new_line), SV_INT(ok), SV_INT(failed),
@@ -339,6 +569,7 @@ out:
 	if (in_tx)
 		store_rollback(core->store);
 	/* The reader went past what the store holds: rewind on the next step. */
+	ahead_drop(run);
 	manifest_file_close(run->mf);
 	run->mf = NULL;
 	return rc;

@@ -132,6 +132,14 @@ iotp_rc pki_lite_name_string(const struct pki_cert_lite *lc, int issuer, char **
  * would; 0 when not shown (a wrong key, or a case the lite path leaves to
  * X509_verify). */
 int pki_lite_signed_by(const struct pki_cert_lite *lc, X509 *ca);
+/* Remembers the answer of pki_lite_signed_by for the CA whose id (its
+ * pki_cert_id) is ca_id, computed ahead of time, maybe on another thread
+ * (bulk registration checks signatures while the store writes the lines
+ * before). The answer depends on the two certificates only, and an id
+ * names one certificate, so it stays true. A few are kept. */
+void pki_lite_note_ca(struct pki_cert_lite *lc, const char *ca_id, int signed_ok);
+/* pki_lite_signed_by(lc, ca) for the CA ca_id, from a note when there is one. */
+int pki_lite_signed_by_id(const struct pki_cert_lite *lc, const char *ca_id, X509 *ca);
 
 /* Parses one certificate from PEM (or DER). IOTP_ERR_CERT when malformed. */
 iotp_rc pki_cert_parse(const void *data, size_t len, X509 **out, struct iotp_err *err);

@@ -90,11 +90,19 @@ ASN1_SEQUENCE(LITE_CERT) = {
 	ASN1_SIMPLE(LITE_CERT, signature, ASN1_BIT_STRING),
 } static_ASN1_SEQUENCE_END(LITE_CERT)
 
+#define LITE_NOTES 4
+
 struct pki_cert_lite {
 	LITE_CERT *c;
 	int md_nid;      /* the signature's digest */
 	int64_t not_before, not_after;
 	char id[PKI_CERT_ID_LEN + 1];
+	/* Signature checks made ahead (pki_lite_note_ca): CA id -> verdict. */
+	struct {
+		char ca_id[PKI_CERT_ID_LEN + 1];
+		int signed_ok;
+	} notes[LITE_NOTES];
+	int nnotes;
 };
 
 /* ---- the curves, made once ---- */
@@ -351,4 +359,21 @@ out:
 	EVP_PKEY_CTX_free(ctx);
 	ERR_clear_error();
 	return ok;
+}
+
+void pki_lite_note_ca(struct pki_cert_lite *lc, const char *ca_id, int signed_ok)
+{
+	if (lc->nnotes >= LITE_NOTES || strlen(ca_id) != PKI_CERT_ID_LEN)
+		return;
+	memcpy(lc->notes[lc->nnotes].ca_id, ca_id, PKI_CERT_ID_LEN + 1);
+	lc->notes[lc->nnotes].signed_ok = signed_ok != 0;
+	lc->nnotes++;
+}
+
+int pki_lite_signed_by_id(const struct pki_cert_lite *lc, const char *ca_id, X509 *ca)
+{
+	for (int i = 0; i < lc->nnotes; i++)
+		if (strcmp(lc->notes[i].ca_id, ca_id) == 0)
+			return lc->notes[i].signed_ok;
+	return pki_lite_signed_by(lc, ca);
 }

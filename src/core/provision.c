@@ -273,6 +273,7 @@ struct apply {
 	const struct template_plan *plan;
 	struct prov_result *r;
 	struct iotp_err *err;
+	const struct prov_apply_in *in;
 	char cert_id[PKI_CERT_ID_LEN + 1];
 	X509 *issued;        /* BY_CSR: issued before the transaction */
 	char *issued_pem;
@@ -353,16 +354,23 @@ static iotp_rc cert_by_pem_lite(struct apply *a, int *done)
 	const struct template_plan_cert *pc = &a->plan->certificate;
 	struct registry_cert_register reg = {0};
 	struct registry_ref ref = {0};
-	struct pki_cert_lite *lc = NULL;
+	struct pki_cert_lite *own = NULL;
+	const struct pki_cert_lite *lc = NULL;
 	struct iotp_err lerr;
 	int known, declined = 0;
 	iotp_rc rc = IOTP_OK;
 
 	*done = 0;
-	switch (pki_lite_parse(pc->pem, strlen(pc->pem), &lc)) {
-	case 1: break;
-	case 0: return IOTP_OK;
-	default: return iotp_err_set(a->err, IOTP_ERR_NOMEM, "certificate: out of memory");
+	if (a->in->cert_hint != NULL && a->in->cert_hint_pem != NULL &&
+	    strcmp(a->in->cert_hint_pem, pc->pem) == 0) {
+		lc = a->in->cert_hint;
+	} else {
+		switch (pki_lite_parse(pc->pem, strlen(pc->pem), &own)) {
+		case 1: break;
+		case 0: return IOTP_OK;
+		default: return iotp_err_set(a->err, IOTP_ERR_NOMEM, "certificate: out of memory");
+		}
+		lc = own;
 	}
 	if ((rc = cert_known(a, pki_lite_id(lc), &known)) != IOTP_OK)
 		goto out;
@@ -384,7 +392,7 @@ static iotp_rc cert_by_pem_lite(struct apply *a, int *done)
 		util_strlcpy(a->cert_id, ref.id, sizeof(a->cert_id));
 	}
 out:
-	pki_lite_free(lc);
+	pki_lite_free(own);
 	return rc;
 }
 
@@ -787,6 +795,7 @@ iotp_rc prov_apply(struct iotp_core *core, const char *actor, const struct prov_
 	a.plan = plan;
 	a.r = &r;
 	a.err = err;
+	a.in = in;
 	if (plan->certificate.present && plan->certificate.source == TEMPLATE_CERT_BY_CSR &&
 	    (rc = cert_issue(&a)) != IOTP_OK)
 		goto done;

@@ -145,6 +145,11 @@ struct prov_apply_in {
 	const json_t *parameters;       /* the caller's parameters, or NULL */
 	struct prov_subject_cert cert;  /* fleet: the certificate of the token;
 	                                 * JITP: the connecting certificate */
+	/* Bulk: a certificate PEM among the parameters already read by
+	 * pki_lite_parse (borrowed), used when the template's certificate
+	 * is that very PEM (cert_hint_pem compares equal). */
+	const struct pki_cert_lite *cert_hint;
+	const char *cert_hint_pem;
 };
 
 struct prov_result {

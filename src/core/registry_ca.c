@@ -599,17 +599,19 @@ out:
 
 /* ---- issuer lookup ---- */
 
-/* Does the CA certificate ca sign the certificate being looked up? */
-typedef int (*issuer_match_fn)(const void *cert, X509 *ca);
+/* Does the CA certificate ca (of id ca_id) sign the certificate being
+ * looked up? */
+typedef int (*issuer_match_fn)(const void *cert, const char *ca_id, X509 *ca);
 
-static int match_x509(const void *cert, X509 *ca)
+static int match_x509(const void *cert, const char *ca_id, X509 *ca)
 {
+	(void)ca_id;
 	return X509_verify((X509 *)cert, X509_get0_pubkey(ca)) == 1;
 }
 
-static int match_lite(const void *cert, X509 *ca)
+static int match_lite(const void *cert, const char *ca_id, X509 *ca)
 {
-	return pki_lite_signed_by(cert, ca);
+	return pki_lite_signed_by_id(cert, ca_id, ca);
 }
 
 /* The first registered CA (oldest first) whose subject is issuer and whose
@@ -639,7 +641,7 @@ static iotp_rc find_issuer(struct iotp_core *core, const char *issuer, issuer_ma
 		if (ca_cache_get(r.items[i].id, r.items[i].pem, strlen(r.items[i].pem), &ca, NULL) !=
 		    IOTP_OK)
 			continue;
-		if (match(cert, ca))
+		if (match(cert, r.items[i].id, ca))
 			found = i;
 		X509_free(ca);
 	}

@@ -451,6 +451,49 @@ static void test_task_resumes_exactly(void **state)
 	assert_int_equal(count(f, "SELECT COUNT(*) FROM events WHERE action = 'thing.create'"), 21);
 }
 
+/* A batch that fails in the store (here its report table is gone) is
+ * rolled back with the records the worker had read ahead; the run rewinds
+ * to the stored cursor and, once the store is back, ends with every line
+ * applied exactly once. */
+static void test_failed_batch_rewinds(void **state)
+{
+	struct fx *f = *state;
+	char id[BULK_TASK_ID_MAX + 1];
+	struct bulk_run *run = NULL;
+	struct bulk_task t;
+	int finished = 0, failures = 0;
+
+	memset(&t, 0, sizeof(t));
+	make_input(f, "fail.jsonl");
+	start(f, "fail.jsonl", id);
+	assert_int_equal(bulk_run_open(&f->core, id, &run, &f->err), IOTP_OK);
+	assert_int_equal(bulk_run_step(run, 4, &finished, &f->err), IOTP_OK);
+	assert_int_equal(store_exec(f->core.store, "ALTER TABLE bulk_reports RENAME TO gone", NULL,
+	                            0, NULL, NULL, &f->err), IOTP_OK);
+	for (int i = 0; i < 2; i++) {
+		if (bulk_run_step(run, 4, &finished, &f->err) != IOTP_OK)
+			failures++;
+		assert_int_equal(finished, 0);
+	}
+	assert_int_equal(failures, 2);
+	assert_int_equal(bulk_task_describe(&f->core, id, &t, &f->err), IOTP_OK);
+	assert_int_equal(t.cursor_line, 4);
+	bulk_task_cleanup(&t);
+	assert_int_equal(store_exec(f->core.store, "ALTER TABLE gone RENAME TO bulk_reports", NULL,
+	                            0, NULL, NULL, &f->err), IOTP_OK);
+	while (!finished)
+		assert_int_equal(bulk_run_step(run, 4, &finished, &f->err), IOTP_OK);
+	bulk_run_close(run);
+	assert_int_equal(bulk_task_describe(&f->core, id, &t, &f->err), IOTP_OK);
+	assert_string_equal(t.status, "Completed");
+	assert_int_equal(t.success_count, 22);
+	assert_int_equal(t.failure_count, 2);
+	bulk_task_cleanup(&t);
+	assert_int_equal(count(f, "SELECT COUNT(*) FROM things"), 21);
+	assert_int_equal(count(f, "SELECT COUNT(*) FROM bulk_reports"), 24);
+	assert_int_equal(count(f, "SELECT COUNT(DISTINCT line) FROM bulk_reports"), 24);
+}
+
 static void test_task_stop(void **state)
 {
 	struct fx *f = *state;
@@ -623,6 +666,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reader_resume_and_oversized, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_task_runs_to_completion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_task_resumes_exactly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_batch_rewinds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_task_stop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_input_upload_and_list, setup, teardown),
