@@ -12,7 +12,10 @@
  * decode, the issuer found among the registered CAs and its signature
  * verified: the chain check), creates the thing and attaches the
  * certificate to the thing and the policy to the certificate -- the
- * "certificate registration + thing + attachments" of issue 7.
+ * "certificate registration + thing + attachments" of issue 7. The runner
+ * uses two threads as in iotprovd: its worker reads the next batch and
+ * makes the certificates' lite parse and signature checks while the store
+ * writes the current one (src/core/bulk_run.c).
  *
  * The bound: EVP_DigestVerify of a P-256 signature (fresh context each, as
  * one-shot use does) looped for --bound-seconds of CPU, before and after.
