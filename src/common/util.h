@@ -24,7 +24,7 @@ uint64_t util_mono_ns(void);
 iotp_rc util_random(void *p, size_t n, struct iotp_err *err);
 /* Writes 2n lowercase hex digits and a NUL to out (size >= 2n+1). */
 void util_hex(const void *p, size_t n, char *out);
-/* Random version-4 UUID, lowercase, 36 chars + NUL. */
+/* A version-7 UUID (time-ordered, 74 random bits), lowercase, 36 chars + NUL. */
 iotp_rc util_uuid(char out[37], struct iotp_err *err);
 
 /* The value of a hex digit of either case (0..15), -1 for anything else. */
