@@ -196,6 +196,40 @@ const char *store_backend_name(const struct store *st)
 	return st->be->name;
 }
 
+iotp_rc store_open_twin(struct store *st, struct store **out, struct iotp_err *err)
+{
+	const char *target = st->be->twin_target != NULL ? st->be->twin_target(st->conn) : NULL;
+	struct store *tw;
+	iotp_rc rc;
+
+	*out = NULL;
+	if (target == NULL || *target == '\0')
+		return iotp_err_set(err, IOTP_ERR_UNSUPPORTED, "store: no second connection to "
+		                    "checkpoint with on %s", st->be->name);
+	if ((tw = calloc(1, sizeof(*tw))) == NULL)
+		return iotp_err_set(err, IOTP_ERR_NOMEM, "store: out of memory");
+	tw->be = st->be;
+	tw->schema_version = st->schema_version;
+	/* The schema is st's: already migrated, nothing to check again. */
+	if ((rc = tw->be->open(target, &tw->conn, err)) != IOTP_OK) {
+		free(tw);
+		return rc;
+	}
+	*out = tw;
+	return IOTP_OK;
+}
+
+iotp_rc store_checkpoint(struct store *st, struct iotp_err *err)
+{
+	return st->be->checkpoint != NULL ? st->be->checkpoint(st->conn, err) : IOTP_OK;
+}
+
+void store_autocheckpoint(struct store *st, int pages)
+{
+	if (st->be->autocheckpoint != NULL)
+		st->be->autocheckpoint(st->conn, pages);
+}
+
 int store_schema_version(const struct store *st)
 {
 	return st->schema_version;

@@ -121,6 +121,13 @@ struct store_backend {
 	iotp_rc (*listen)(void *conn, struct iotp_err *err);
 	int (*notify_fd)(void *conn);
 	int (*notify_drain)(void *conn);
+	/* Optional WAL control (SQLite). twin_target: what open takes to reach
+	 * the same database, or NULL. checkpoint: a PASSIVE checkpoint, which
+	 * never waits for the writer. autocheckpoint: the WAL size in pages
+	 * after which a commit on conn checkpoints on its own (0: never). */
+	const char *(*twin_target)(void *conn);
+	iotp_rc (*checkpoint)(void *conn, struct iotp_err *err);
+	void (*autocheckpoint)(void *conn, int pages);
 };
 
 extern const struct store_backend store_backend_sqlite;
@@ -138,6 +145,17 @@ iotp_rc store_open(const char *url, struct store **out, struct iotp_err *err);
 void store_close(struct store *st);
 /* The backend's name: "sqlite" or "postgresql". */
 const char *store_backend_name(const struct store *st);
+
+/* Checkpointing beside a busy writer (bulk registration; SQLite only): a
+ * second connection to st's database (IOTP_ERR_UNSUPPORTED on backends
+ * without a WAL to checkpoint), a PASSIVE checkpoint on it, and the
+ * writer's own automatic checkpoints moved further out meanwhile
+ * (STORE_AUTOCHECKPOINT_PAGES is the default; the last two do nothing on
+ * other backends). */
+#define STORE_AUTOCHECKPOINT_PAGES 16384
+iotp_rc store_open_twin(struct store *st, struct store **out, struct iotp_err *err);
+iotp_rc store_checkpoint(struct store *st, struct iotp_err *err);
+void store_autocheckpoint(struct store *st, int pages);
 /* Current schema version (the number of migrations applied). */
 int store_schema_version(const struct store *st);
 
