@@ -13,10 +13,10 @@
  * rows in its own transaction, so a CA deleted or deactivated meanwhile
  * counts; a signature verdict depends on the two certificates alone. On
  * two cores this puts the signature checks beside the store's writes.
- * On SQLite the worker also checkpoints the WAL on a connection of its own
- * (a PASSIVE checkpoint never waits for the writer), work that a commit of
- * the writer would otherwise do: with a million things each batch dirties
- * thousands of index pages.
+ * On SQLite a third thread checkpoints the WAL on a connection of its own
+ * after every few commits (a PASSIVE checkpoint never waits for the
+ * writer), work that a commit of the writer would otherwise do: with a
+ * million things each batch dirties thousands of index pages.
  *
  * The reader runs ahead of the cursor stored in the task. When a batch
  * fails to commit, the records read ahead are dropped and the reader is
@@ -39,10 +39,10 @@
 #include "core/template.h"
 
 #define AHEAD_CAS_MAX 256
-/* The worker checkpoints the WAL every this many batches, the writer's own
- * checkpoints moved to this many times the usual size meanwhile. */
-#define AHEAD_CKPT_BATCHES 4
-#define AHEAD_CKPT_SLACK 4
+/* The checkpointer runs after every this many commits of the writer, whose
+ * own checkpoints move to this many times the usual WAL size meanwhile. */
+#define CKPT_COMMITS 4
+#define CKPT_SLACK 4
 
 /* A record read ahead, with the lite parse of its certificate (or NULL). */
 struct ahead_rec {
@@ -85,9 +85,92 @@ struct bulk_run {
 	int worker_on;
 	struct ahead_ca *cas;
 	size_t ncas;
-	struct store *twin;         /* the worker's connection, for checkpoints */
-	int batches;                /* read by the worker since its last checkpoint */
+	struct ckpt *ckpt;          /* NULL: the writer checkpoints alone */
 };
+
+/* ---- checkpoints beside the writer (SQLite) ---- */
+
+struct ckpt {
+	struct store *twin;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int commits;   /* since the last checkpoint */
+	int stop;
+	char task[BULK_TASK_ID_MAX + 1];
+};
+
+static void *ckpt_main(void *arg)
+{
+	struct ckpt *ck = arg;
+	struct iotp_err err;
+
+	pthread_mutex_lock(&ck->mu);
+	while (!ck->stop) {
+		if (ck->commits < CKPT_COMMITS) {
+			pthread_cond_wait(&ck->cv, &ck->mu);
+			continue;
+		}
+		ck->commits = 0;
+		pthread_mutex_unlock(&ck->mu);
+		if (store_checkpoint(ck->twin, &err) != IOTP_OK)
+			LOG_WARN("task %s: checkpoint: %s", ck->task, err.msg);
+		pthread_mutex_lock(&ck->mu);
+	}
+	pthread_mutex_unlock(&ck->mu);
+	return NULL;
+}
+
+/* A thread with its own connection that checkpoints the WAL (PASSIVE: it
+ * never waits for the writer) after every few commits of the runner, so
+ * that the writer's commits do not: NULL where the store has no WAL of
+ * its own to checkpoint (PostgreSQL, an in-memory database). */
+static struct ckpt *ckpt_start(struct iotp_core *core, const char *task)
+{
+	struct ckpt *ck = calloc(1, sizeof(*ck));
+
+	if (ck == NULL)
+		return NULL;
+	util_strlcpy(ck->task, task, sizeof(ck->task));
+	pthread_mutex_init(&ck->mu, NULL);
+	pthread_cond_init(&ck->cv, NULL);
+	if (store_open_twin(core->store, &ck->twin, NULL) != IOTP_OK ||
+	    pthread_create(&ck->thread, NULL, ckpt_main, ck) != 0) {
+		store_close(ck->twin);
+		pthread_cond_destroy(&ck->cv);
+		pthread_mutex_destroy(&ck->mu);
+		free(ck);
+		return NULL;
+	}
+	store_autocheckpoint(core->store, STORE_AUTOCHECKPOINT_PAGES * CKPT_SLACK);
+	return ck;
+}
+
+static void ckpt_committed(struct ckpt *ck)
+{
+	if (ck == NULL)
+		return;
+	pthread_mutex_lock(&ck->mu);
+	if (++ck->commits >= CKPT_COMMITS)
+		pthread_cond_signal(&ck->cv);
+	pthread_mutex_unlock(&ck->mu);
+}
+
+static void ckpt_stop(struct iotp_core *core, struct ckpt *ck)
+{
+	if (ck == NULL)
+		return;
+	pthread_mutex_lock(&ck->mu);
+	ck->stop = 1;
+	pthread_cond_signal(&ck->cv);
+	pthread_mutex_unlock(&ck->mu);
+	pthread_join(ck->thread, NULL);
+	store_autocheckpoint(core->store, STORE_AUTOCHECKPOINT_PAGES);
+	store_close(ck->twin);
+	pthread_cond_destroy(&ck->cv);
+	pthread_mutex_destroy(&ck->mu);
+	free(ck);
+}
 
 /* ---- reading ahead ---- */
 
@@ -162,14 +245,8 @@ static void read_batch(struct bulk_run *run, struct ahead_batch *b)
 static void *worker_main(void *arg)
 {
 	struct bulk_run *run = arg;
-	struct iotp_err err;
 
 	read_batch(run, &run->next);
-	if (run->twin != NULL && ++run->batches >= AHEAD_CKPT_BATCHES) {
-		run->batches = 0;
-		if (store_checkpoint(run->twin, &err) != IOTP_OK)
-			LOG_WARN("task %s: checkpoint: %s", run->id, err.msg);
-	}
 	return NULL;
 }
 
@@ -352,9 +429,7 @@ iotp_rc bulk_run_open(struct iotp_core *core, const char *id, struct bulk_run **
 	run->offset = t.cursor_offset;
 	run->line = t.cursor_line;
 	cas_snapshot(run);
-	/* No twin (PostgreSQL, a memory database): the writer checkpoints. */
-	if (store_open_twin(core->store, &run->twin, NULL) == IOTP_OK)
-		store_autocheckpoint(core->store, STORE_AUTOCHECKPOINT_PAGES * AHEAD_CKPT_SLACK);
+	run->ckpt = ckpt_start(core, run->id);
 	*out = run;
 	run = NULL;
 	goto out;
@@ -372,10 +447,7 @@ void bulk_run_close(struct bulk_run *run)
 	if (run == NULL)
 		return;
 	ahead_drop(run);
-	if (run->twin != NULL) {
-		store_autocheckpoint(run->core->store, STORE_AUTOCHECKPOINT_PAGES);
-		store_close(run->twin);
-	}
+	ckpt_stop(run->core, run->ckpt);
 	manifest_file_close(run->mf);
 	template_free(run->tmpl);
 	for (size_t i = 0; i < run->ncas; i++) {
@@ -583,6 +655,7 @@ iotp_rc bulk_run_step(struct bulk_run *run, int batch, int *finished, struct iot
 	in_tx = 0;
 	if ((rc = store_commit(core->store, err)) != IOTP_OK)
 		goto out;
+	ckpt_committed(run->ckpt);
 	run->offset = new_offset;
 	run->line = new_line;
 	run->applied += ok + failed;
