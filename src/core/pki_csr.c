@@ -109,15 +109,10 @@ out:
 /* ---- the fast path ------------------------------------------------------- */
 
 typedef struct {
-	X509_ALGOR *algor;
-	ASN1_BIT_STRING *key;
-} CSR_SPKI;
-
-typedef struct {
 	ASN1_ENCODING enc; /* the bytes received: what the signature covers */
 	ASN1_INTEGER *version;
 	X509_NAME *subject;
-	CSR_SPKI *spki;
+	PKI_RAW_SPKI *spki;
 	STACK_OF(X509_ATTRIBUTE) *attributes;
 } CSR_INFO;
 
@@ -127,17 +122,12 @@ typedef struct {
 	ASN1_BIT_STRING *signature;
 } CSR_RAW;
 
-ASN1_SEQUENCE(CSR_SPKI) = {
-	ASN1_SIMPLE(CSR_SPKI, algor, X509_ALGOR),
-	ASN1_SIMPLE(CSR_SPKI, key, ASN1_BIT_STRING),
-} static_ASN1_SEQUENCE_END(CSR_SPKI)
-
 /* As OpenSSL's X509_REQ_INFO: attributes are [0] and, to accept the
  * encoders that omit them, optional. */
 ASN1_SEQUENCE_enc(CSR_INFO, enc, NULL) = {
 	ASN1_SIMPLE(CSR_INFO, version, ASN1_INTEGER),
 	ASN1_SIMPLE(CSR_INFO, subject, X509_NAME),
-	ASN1_SIMPLE(CSR_INFO, spki, CSR_SPKI),
+	ASN1_SIMPLE(CSR_INFO, spki, PKI_RAW_SPKI),
 	ASN1_IMP_SET_OF_OPT(CSR_INFO, attributes, X509_ATTRIBUTE, 0),
 } static_ASN1_SEQUENCE_END_ref(CSR_INFO, CSR_INFO)
 
@@ -152,19 +142,12 @@ ASN1_SEQUENCE(CSR_RAW) = {
 static int fast_path_applies(const CSR_RAW *raw, int *curve, int *md)
 {
 	const ASN1_OBJECT *obj = NULL;
-	const void *param = NULL;
-	int ptype = 0, mdnid = NID_undef, pknid = NID_undef;
+	int mdnid = NID_undef, pknid = NID_undef;
 
 	if (ASN1_INTEGER_get(raw->info->version) != 0)
 		return 0;
-	X509_ALGOR_get0(&obj, &ptype, &param, raw->info->spki->algor);
-	if (OBJ_obj2nid(obj) != NID_X9_62_id_ecPublicKey || ptype != V_ASN1_OBJECT)
-		return 0;
-	*curve = OBJ_obj2nid(param);
-	if (*curve != NID_X9_62_prime256v1 && *curve != NID_secp384r1 &&
-	    *curve != NID_secp521r1)
-		return 0;
-	if ((raw->info->spki->key->flags & 0x07) != 0 || (raw->signature->flags & 0x07) != 0)
+	if ((*curve = pki_raw_spki_curve(raw->info->spki)) == NID_undef ||
+	    (raw->signature->flags & 0x07) != 0)
 		return 0;
 	X509_ALGOR_get0(&obj, NULL, NULL, raw->sig_alg);
 	if (OBJ_find_sigid_algs(OBJ_obj2nid(obj), &mdnid, &pknid) != 1 ||

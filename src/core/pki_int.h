@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/asn1.h>
 #include <openssl/x509.h>
 
 #include "common/err.h"
@@ -32,6 +33,20 @@ iotp_rc pki_input_der(const void *data, size_t len, const char *const *labels,
 iotp_rc pki_issue_spki(const struct pki_ca *ca, const X509_NAME *subject,
                        const X509_ALGOR *alg, const unsigned char *bits, int nbits,
                        const struct pki_issue_opts *opts, X509 **out, struct iotp_err *err);
+
+/* A SubjectPublicKeyInfo read without decoding the key: its algorithm and
+ * key bits. The fast paths for CSRs (pki_csr.c) and device certificates
+ * (pki_lite.c) read keys this way to skip OpenSSL 3.0's per-call key
+ * decoder. Defined in pki_lite.c. */
+typedef struct {
+	X509_ALGOR *algor;
+	ASN1_BIT_STRING *key;
+} PKI_RAW_SPKI;
+DECLARE_ASN1_ITEM(PKI_RAW_SPKI)
+
+/* The curve (a NID) of a raw key that is a named-curve EC key on P-256,
+ * P-384 or P-521 with whole bytes; NID_undef for anything else. */
+int pki_raw_spki_curve(const PKI_RAW_SPKI *spki);
 
 /* Lowercase hex SHA-256 of p. */
 iotp_rc pki_sha256_hex(const unsigned char *p, size_t n, char out[65], struct iotp_err *err);

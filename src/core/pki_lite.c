@@ -42,18 +42,13 @@
 #define LITE_MAX_EXTS 16
 
 typedef struct {
-	X509_ALGOR *algor;
-	ASN1_BIT_STRING *key;
-} LITE_SPKI;
-
-typedef struct {
 	ASN1_INTEGER *version;
 	ASN1_INTEGER *serial;
 	X509_ALGOR *signature;
 	X509_NAME *issuer;
 	X509_VAL *validity;
 	X509_NAME *subject;
-	LITE_SPKI *spki;
+	PKI_RAW_SPKI *spki;
 	ASN1_BIT_STRING *issuer_uid;
 	ASN1_BIT_STRING *subject_uid;
 	STACK_OF(X509_EXTENSION) *extensions;
@@ -66,10 +61,10 @@ typedef struct {
 	ASN1_BIT_STRING *signature;
 } LITE_CERT;
 
-ASN1_SEQUENCE(LITE_SPKI) = {
-	ASN1_SIMPLE(LITE_SPKI, algor, X509_ALGOR),
-	ASN1_SIMPLE(LITE_SPKI, key, ASN1_BIT_STRING),
-} static_ASN1_SEQUENCE_END(LITE_SPKI)
+ASN1_SEQUENCE(PKI_RAW_SPKI) = {
+	ASN1_SIMPLE(PKI_RAW_SPKI, algor, X509_ALGOR),
+	ASN1_SIMPLE(PKI_RAW_SPKI, key, ASN1_BIT_STRING),
+} ASN1_SEQUENCE_END(PKI_RAW_SPKI)
 
 ASN1_SEQUENCE_enc(LITE_TBS, enc, 0) = {
 	ASN1_EXP_OPT(LITE_TBS, version, ASN1_INTEGER, 0),
@@ -78,7 +73,7 @@ ASN1_SEQUENCE_enc(LITE_TBS, enc, 0) = {
 	ASN1_SIMPLE(LITE_TBS, issuer, X509_NAME),
 	ASN1_SIMPLE(LITE_TBS, validity, X509_VAL),
 	ASN1_SIMPLE(LITE_TBS, subject, X509_NAME),
-	ASN1_SIMPLE(LITE_TBS, spki, LITE_SPKI),
+	ASN1_SIMPLE(LITE_TBS, spki, PKI_RAW_SPKI),
 	ASN1_IMP_OPT(LITE_TBS, issuer_uid, ASN1_BIT_STRING, 1),
 	ASN1_IMP_OPT(LITE_TBS, subject_uid, ASN1_BIT_STRING, 2),
 	ASN1_EXP_SEQUENCE_OF_OPT(LITE_TBS, extensions, X509_EXTENSION, 3),
@@ -156,20 +151,28 @@ static int sig_alg_ok(const LITE_CERT *c, int *md_nid)
 	return whole_bytes(c->signature);
 }
 
-/* A named-curve EC key on an accepted curve, an uncompressed point on it. */
-static int key_ok(const LITE_SPKI *k)
+int pki_raw_spki_curve(const PKI_RAW_SPKI *spki)
 {
 	const ASN1_OBJECT *obj = NULL;
 	const void *param = NULL;
-	const EC_GROUP *g;
-	EC_POINT *pt;
-	int ptype = 0, ok;
-	size_t field;
+	int ptype = 0;
 
-	X509_ALGOR_get0(&obj, &ptype, &param, k->algor);
-	if (OBJ_obj2nid(obj) != NID_X9_62_id_ecPublicKey || ptype != V_ASN1_OBJECT)
-		return 0;
-	if ((g = curve(OBJ_obj2nid(param))) == NULL || !whole_bytes(k->key))
+	X509_ALGOR_get0(&obj, &ptype, &param, spki->algor);
+	if (OBJ_obj2nid(obj) != NID_X9_62_id_ecPublicKey || ptype != V_ASN1_OBJECT ||
+	    curve(OBJ_obj2nid(param)) == NULL || !whole_bytes(spki->key))
+		return NID_undef;
+	return OBJ_obj2nid(param);
+}
+
+/* A named-curve EC key on an accepted curve, an uncompressed point on it. */
+static int key_ok(const PKI_RAW_SPKI *k)
+{
+	const EC_GROUP *g = curve(pki_raw_spki_curve(k));
+	EC_POINT *pt;
+	size_t field;
+	int ok;
+
+	if (g == NULL)
 		return 0;
 	field = ((size_t)EC_GROUP_get_degree(g) + 7) / 8;
 	if ((size_t)k->key->length != 1 + 2 * field || k->key->data[0] != 0x04)

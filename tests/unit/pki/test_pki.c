@@ -25,6 +25,8 @@
 #include "common/util.h"
 #include "core/pki.h"
 
+#include "../../common/test_shell.h"
+
 static char dir[64];
 static struct pki_ca root_ca;    /* P-256 root */
 static struct pki_ca issuing_ca; /* P-256 issuing CA under root_ca */
@@ -40,23 +42,6 @@ static const char *path(const char *name)
 
 	snprintf(b, 512, "%s/%s", dir, name);
 	return b;
-}
-
-/* Runs a shell command in dir; returns its exit status. */
-static int sh(const char *fmt, ...) IOTP_PRINTF(1, 2);
-static int sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	int n, st;
-	va_list ap;
-
-	n = snprintf(cmd, sizeof(cmd), "cd '%s' && (", dir);
-	va_start(ap, fmt);
-	n += vsnprintf(cmd + n, sizeof(cmd) - (size_t)n, fmt, ap);
-	va_end(ap);
-	snprintf(cmd + n, sizeof(cmd) - (size_t)n, ") >/dev/null 2>&1");
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* Runs a shell command in dir and returns its stdout (malloc'ed). */
@@ -125,7 +110,7 @@ static iotp_rc parse_csr_file(const char *name, X509_REQ **out, struct iotp_err 
  * -newkey argument (e.g. "ec -pkeyopt ec_paramgen_curve:P-256"). */
 static void make_csr(const char *name, const char *newkey, const char *subj)
 {
-	assert_int_equal(sh("openssl req -new -newkey %s -nodes -keyout %s.key -subj '%s' "
+	assert_int_equal(test_sh(dir, "openssl req -new -newkey %s -nodes -keyout %s.key -subj '%s' "
 	                    "-out %s.csr", newkey, name, subj, name), 0);
 }
 
@@ -255,10 +240,10 @@ static void test_issue_verifies_with_openssl(void **state)
 	(void)state;
 	cert = issue_from_file(&issuing_ca, "dev.csr", 30);
 	write_cert(cert, path("dev.pem"));
-	assert_int_equal(sh("openssl verify -CAfile root.pem -untrusted issuing.pem "
+	assert_int_equal(test_sh(dir, "openssl verify -CAfile root.pem -untrusted issuing.pem "
 	                    "-purpose sslclient dev.pem"), 0);
 	/* Not a server certificate. */
-	assert_int_not_equal(sh("openssl verify -CAfile root.pem -untrusted issuing.pem "
+	assert_int_not_equal(test_sh(dir, "openssl verify -CAfile root.pem -untrusted issuing.pem "
 	                        "-purpose sslserver dev.pem"), 0);
 
 	text = sh_out("openssl x509 -in dev.pem -noout -text");
@@ -367,7 +352,7 @@ static void expect_csr_refused(const char *name, const char *newkey, const char 
 static void test_weak_csrs_refused(void **state)
 {
 	(void)state;
-	assert_int_equal(sh("openssl genpkey -genparam -algorithm DSA -pkeyopt "
+	assert_int_equal(test_sh(dir, "openssl genpkey -genparam -algorithm DSA -pkeyopt "
 	                    "dsa_paramgen_bits:1024 -out dsaparam.pem"), 0);
 	expect_csr_refused("dsa", "dsa:dsaparam.pem", "DSA keys are not accepted");
 	expect_csr_refused("rsa1024", "rsa:1024", "RSA key of 1024 bits is too small");
@@ -388,7 +373,7 @@ static void test_tampered_csr_refused(void **state)
 	X509_REQ *req = NULL;
 
 	(void)state;
-	assert_int_equal(sh("openssl req -in dev.csr -outform DER -out dev.csr.der"), 0);
+	assert_int_equal(test_sh(dir, "openssl req -in dev.csr -outform DER -out dev.csr.der"), 0);
 	der = slurp(path("dev.csr.der"), &len);
 	/* The DER form parses as well. */
 	assert_int_equal(pki_csr_parse(der, len, &req, &err), IOTP_OK);
@@ -436,7 +421,7 @@ static void test_csr_text_and_empty_subject(void **state)
 
 	(void)state;
 	/* `openssl req -text` output: text before the PEM block. */
-	assert_int_equal(sh("openssl req -in dev.csr -text -out devtext.csr"), 0);
+	assert_int_equal(test_sh(dir, "openssl req -in dev.csr -text -out devtext.csr"), 0);
 	assert_int_equal(parse_csr_file("devtext.csr", &req, &err), IOTP_OK);
 	X509_REQ_free(req);
 	req = NULL;
@@ -490,7 +475,7 @@ static void test_ca_key_options(void **state)
 		rsa = issue_from_file(&s, "rsadev.csr", 5);
 		write_cert(ec, path("opt-ec.pem"));
 		write_cert(rsa, path("opt-rsa.pem"));
-		assert_int_equal(sh("openssl verify -CAfile opt-root.pem -untrusted "
+		assert_int_equal(test_sh(dir, "openssl verify -CAfile opt-root.pem -untrusted "
 		                    "opt-issuing.pem -purpose sslclient opt-ec.pem opt-rsa.pem"), 0);
 		text = sh_out("openssl x509 -in opt-ec.pem -noout -text");
 		assert_non_null(strstr(text, cases[i].sigalg));
@@ -535,7 +520,7 @@ static void test_csr_issue_one_call(void **state)
 			fail_msg("%s: %s", cases[i].name, err.msg);
 		free(data);
 		write_cert(cert, path("one.pem"));
-		assert_int_equal(sh("openssl verify -CAfile root.pem -untrusted issuing.pem "
+		assert_int_equal(test_sh(dir, "openssl verify -CAfile root.pem -untrusted issuing.pem "
 		                    "-purpose sslclient one.pem"), 0);
 		a = sh_out("openssl x509 -in one.pem -noout -pubkey -subject -nameopt RFC2253");
 		b = sh_out("openssl pkey -in %s.key -pubout && echo subject=CN=one-call,O=Acme",
@@ -557,7 +542,7 @@ static void test_csr_issue_one_call(void **state)
 		X509 *cert = NULL;
 		char cn[64];
 
-		assert_int_equal(sh("openssl req -in one256.csr -outform DER -out one256.der"), 0);
+		assert_int_equal(test_sh(dir, "openssl req -in one256.csr -outform DER -out one256.der"), 0);
 		der = slurp(path("one256.der"), &len);
 		opts.subject_cn = "override-1";
 		assert_int_equal(pki_csr_issue(&issuing_ca, der, len, &opts, &cert, &err), IOTP_OK);
@@ -593,7 +578,7 @@ static void test_issue_for_key(void **state)
 	assert_string_equal(buf, "AWS IoT Certificate");
 	assert_int_equal(X509_check_private_key(cert, key), 1);
 	write_cert(cert, path("forkey.pem"));
-	assert_int_equal(sh("openssl verify -CAfile root.pem -untrusted issuing.pem "
+	assert_int_equal(test_sh(dir, "openssl verify -CAfile root.pem -untrusted issuing.pem "
 	                    "-purpose sslclient forkey.pem"), 0);
 	X509_free(cert);
 	EVP_PKEY_free(key);
@@ -629,7 +614,7 @@ static void test_root_and_issuing_ca(void **state)
 	char *text;
 
 	(void)state;
-	assert_int_equal(sh("openssl verify -CAfile root.pem issuing.pem"), 0);
+	assert_int_equal(test_sh(dir, "openssl verify -CAfile root.pem issuing.pem"), 0);
 	text = sh_out("openssl x509 -in issuing.pem -noout -text");
 	assert_non_null(strstr(text, "CA:TRUE, pathlen:0"));
 	assert_non_null(strstr(text, "Certificate Sign, CRL Sign"));
@@ -691,7 +676,7 @@ static void test_server_cert_sans(void **state)
 	text = sh_out("openssl x509 -in server.pem -noout -subject -nameopt RFC2253");
 	assert_string_equal(text, "subject=CN=localhost\n");
 	free(text);
-	assert_int_equal(sh("openssl verify -CAfile root.pem -untrusted issuing.pem "
+	assert_int_equal(test_sh(dir, "openssl verify -CAfile root.pem -untrusted issuing.pem "
 	                    "-purpose sslserver -verify_hostname localhost -verify_ip 127.0.0.1 "
 	                    "server.pem"), 0);
 	X509_free(cert);
@@ -728,19 +713,19 @@ static void test_verification_cert(void **state)
 
 	(void)state;
 	/* The AWS documented procedure, with the openssl CLI. */
-	assert_int_equal(sh("openssl req -x509 -new -newkey ec -pkeyopt "
+	assert_int_equal(test_sh(dir, "openssl req -x509 -new -newkey ec -pkeyopt "
 	                    "ec_paramgen_curve:P-256 -nodes -keyout ext.key -subj '/CN=Ext CA' "
 	                    "-days 30 -addext basicConstraints=critical,CA:TRUE -out ext.pem"),
 	                 0);
-	assert_int_equal(sh("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+	assert_int_equal(test_sh(dir, "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
 	                    "-keyout verif.key -subj '/CN=%s' -out verif.csr && openssl x509 "
 	                    "-req -in verif.csr -CA ext.pem -CAkey ext.key -CAcreateserial "
 	                    "-days 1 -out verif.pem", code), 0);
-	assert_int_equal(sh("openssl req -new -key verif.key -subj '/CN=%.63sx' -out w.csr && "
+	assert_int_equal(test_sh(dir, "openssl req -new -key verif.key -subj '/CN=%.63sx' -out w.csr && "
 	                    "openssl x509 -req -in w.csr -CA ext.pem -CAkey ext.key "
 	                    "-CAcreateserial -days 1 -out wrong.pem", code), 0);
 	/* Right CN, signed by a different key (a self-signed look-alike). */
-	assert_int_equal(sh("openssl req -x509 -new -key verif.key -subj '/CN=%s' -days 1 "
+	assert_int_equal(test_sh(dir, "openssl req -x509 -new -key verif.key -subj '/CN=%s' -days 1 "
 	                    "-out other.pem", code), 0);
 	ext = load_pem("ext.pem");
 	verif = load_pem("verif.pem");
@@ -878,7 +863,7 @@ static void test_name_fields(void **state)
 	X509_free(cert);
 
 	/* UTF-8 survives. */
-	assert_int_equal(sh("openssl req -new -utf8 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+	assert_int_equal(test_sh(dir, "openssl req -new -utf8 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
 	                    "-nodes -keyout u.key -subj '/CN=M\xc3\xbcller' -out u.csr"), 0);
 	cert = issue_from_file(&issuing_ca, "u.csr", 1);
 	assert_int_equal(pki_cert_name_field(cert, 0, "CommonName", buf, sizeof(buf), &err),
@@ -906,7 +891,7 @@ static void test_bundle_and_garbage(void **state)
 	char *pem;
 
 	(void)state;
-	assert_int_equal(sh("cat root.pem issuing.pem > bundle.pem && "
+	assert_int_equal(test_sh(dir, "cat root.pem issuing.pem > bundle.pem && "
 	                    "cat root.pem dev.key > withkey.pem"), 0);
 	pem = slurp(path("bundle.pem"), &len);
 	assert_int_equal(pki_cert_parse_bundle(pem, len, &sk, &err), IOTP_OK);

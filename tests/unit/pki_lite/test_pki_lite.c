@@ -25,25 +25,11 @@
 #include "common/util.h"
 #include "core/pki.h"
 
+#include "../../common/test_shell.h"
+
 #include "../../common/lite_diff.h"
 
 static char dir[64];
-
-static int sh(const char *fmt, ...) IOTP_PRINTF(1, 2);
-static int sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	int n, st;
-	va_list ap;
-
-	n = snprintf(cmd, sizeof(cmd), "cd '%s' && (", dir);
-	va_start(ap, fmt);
-	n += vsnprintf(cmd + n, sizeof(cmd) - (size_t)n, fmt, ap);
-	va_end(ap);
-	snprintf(cmd + n, sizeof(cmd) - (size_t)n, ") >/dev/null 2>&1");
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static char *slurp(const char *name, size_t *len)
 {
@@ -79,7 +65,7 @@ static void make_device(const char *name, const char *keyopts, const char *ca, c
 
 	if (*ext != '\0')
 		snprintf(extarg, sizeof(extarg), "-extfile %s", ext);
-	if (sh("openssl genpkey %s -out %s.key && "
+	if (test_sh(dir, "openssl genpkey %s -out %s.key && "
 	       "openssl req -new -key %s.key -subj '/C=DE/O=Acme Devices/CN=%s' -out %s.csr && "
 	       "openssl x509 -req -in %s.csr -CA %s.pem -CAkey %s.key -set_serial 0x00f1%04x "
 	       "-days 10 -%s %s -out %s.pem",
@@ -117,7 +103,7 @@ static int group_setup(void **state)
 	      f);
 	fclose(f);
 	/* Two P-256 CAs with the same name (a look-alike), an RSA CA. */
-	if (sh("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key && "
+	if (test_sh(dir, "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key && "
 	       "openssl req -x509 -new -key ca.key -subj '/O=Acme/CN=Acme Device CA' -days 30 "
 	       "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign "
 	       "-out ca.pem && "
@@ -144,7 +130,7 @@ static int group_setup(void **state)
 	make_device("k1", "-algorithm EC -pkeyopt ec_paramgen_curve:secp256k1", "ca", "leaf.ext",
 	            "sha256");
 	/* The v3 device's key as a compressed point, certified as such. */
-	if (sh("openssl ec -in v3.key -conv_form compressed -out cmp.key && "
+	if (test_sh(dir, "openssl ec -in v3.key -conv_form compressed -out cmp.key && "
 	       "openssl req -new -key cmp.key -subj '/CN=cmp' -out cmp.csr && "
 	       "openssl x509 -req -in cmp.csr -CA ca.pem -CAkey ca.key -set_serial 7 -days 10 "
 	       "-extfile leaf.ext -out cmp.pem && "
