@@ -346,10 +346,41 @@ static iotp_rc cert_known(struct apply *a, const char *id, int *known)
 	return rc == IOTP_ERR_NOT_FOUND ? IOTP_OK : rc;
 }
 
-/* The fast way (pki_lite.c) for the common device certificate: IOTP_OK
- * with *done set when it registered or found the certificate; *done clear
- * when the full way must decide. */
-static iotp_rc cert_by_pem_lite(struct apply *a, int *done)
+/* The certificate read the fast way (pki_lite.c): the runner's read-ahead
+ * parse when it is of this very PEM, else one made here (*own, the
+ * caller frees). *lc stays NULL when the lite path does not take it. */
+static iotp_rc cert_lite(struct apply *a, struct pki_cert_lite **own,
+                         const struct pki_cert_lite **lc)
+{
+	const char *pem = a->plan->certificate.pem;
+
+	if (a->in->cert_hint != NULL && a->in->cert_hint_pem != NULL &&
+	    strcmp(a->in->cert_hint_pem, pem) == 0) {
+		*lc = a->in->cert_hint;
+		return IOTP_OK;
+	}
+	switch (pki_lite_parse(pem, strlen(pem), own)) {
+	case 1: *lc = *own; return IOTP_OK;
+	case 0: return IOTP_OK;
+	default: return iotp_err_set(a->err, IOTP_ERR_NOMEM, "certificate: out of memory");
+	}
+}
+
+/* The full parse (pki_cert_parse), for what the lite path does not take
+ * or decide: its checks and messages are the reference. */
+static iotp_rc cert_full(struct apply *a, X509 **x, char id[PKI_CERT_ID_LEN + 1])
+{
+	const struct template_plan_cert *pc = &a->plan->certificate;
+	struct iotp_err lerr;
+	iotp_rc rc;
+
+	if ((rc = pki_cert_parse(pc->pem, strlen(pc->pem), x, &lerr)) != IOTP_OK ||
+	    (rc = pki_cert_id(*x, id, &lerr)) != IOTP_OK)
+		return res_fail(a->err, rc, pc->logical_id, &lerr);
+	return IOTP_OK;
+}
+
+static iotp_rc cert_by_pem(struct apply *a)
 {
 	const struct template_plan_cert *pc = &a->plan->certificate;
 	struct registry_cert_register reg = {0};
@@ -357,88 +388,48 @@ static iotp_rc cert_by_pem_lite(struct apply *a, int *done)
 	struct pki_cert_lite *own = NULL;
 	const struct pki_cert_lite *lc = NULL;
 	struct iotp_err lerr;
-	int known, declined = 0;
-	iotp_rc rc = IOTP_OK;
+	char id[PKI_CERT_ID_LEN + 1];
+	X509 *x = NULL;
+	int known = 0, declined = 1;
+	iotp_rc rc;
 
-	*done = 0;
-	if (a->in->cert_hint != NULL && a->in->cert_hint_pem != NULL &&
-	    strcmp(a->in->cert_hint_pem, pc->pem) == 0) {
-		lc = a->in->cert_hint;
-	} else {
-		switch (pki_lite_parse(pc->pem, strlen(pc->pem), &own)) {
-		case 1: break;
-		case 0: return IOTP_OK;
-		default: return iotp_err_set(a->err, IOTP_ERR_NOMEM, "certificate: out of memory");
-		}
-		lc = own;
-	}
-	if ((rc = cert_known(a, pki_lite_id(lc), &known)) != IOTP_OK)
+	/* One parse serves the id and the registration: the lite one when it
+	 * takes the certificate (OpenSSL 3.0's key decoder makes a full
+	 * parse cost more than the signature check). */
+	if ((rc = cert_lite(a, &own, &lc)) != IOTP_OK)
+		return rc;
+	if (lc != NULL)
+		util_strlcpy(id, pki_lite_id(lc), sizeof(id));
+	else if ((rc = cert_full(a, &x, id)) != IOTP_OK)
+		goto out;
+	if ((rc = cert_known(a, id, &known)) != IOTP_OK)
 		goto out;
 	if (known) {
-		*done = 1;
-		rc = cert_existing(a, pki_lite_id(lc));
-		goto out;
+		rc = cert_existing(a, id);
+		goto result;
 	}
 	reg.cert_pem = pc->pem;
 	reg.ca_pem = pc->ca_pem;
 	reg.status = pc->status;
 	iotp_err_clear(&lerr);
-	rc = registry_cert_register_lite(a->core, a->actor, &reg, lc, &declined, &ref, &lerr);
-	if (rc != IOTP_OK) {
-		*done = 1;
-		rc = res_fail(a->err, rc, pc->logical_id, &lerr);
-	} else if (!declined) {
-		*done = 1;
-		util_strlcpy(a->cert_id, ref.id, sizeof(a->cert_id));
-	}
-out:
-	pki_lite_free(own);
-	return rc;
-}
-
-static iotp_rc cert_by_pem(struct apply *a)
-{
-	const struct template_plan_cert *pc = &a->plan->certificate;
-	struct registry_cert_register reg = {0};
-	struct registry_ref ref;
-	struct iotp_err lerr;
-	char id[PKI_CERT_ID_LEN + 1];
-	X509 *x = NULL;
-	int known = 0, done = 0;
-	iotp_rc rc;
-
-	if ((rc = cert_by_pem_lite(a, &done)) != IOTP_OK)
-		return rc;
-	if (done)
-		goto result;
-	/* One parse serves the id and the registration (OpenSSL 3.0's key
-	 * decoder makes a parse cost more than the signature check). */
-	if ((rc = pki_cert_parse(pc->pem, strlen(pc->pem), &x, &lerr)) != IOTP_OK ||
-	    (rc = pki_cert_id(x, id, &lerr)) != IOTP_OK) {
-		rc = res_fail(a->err, rc, pc->logical_id, &lerr);
-		goto out;
-	}
-	if ((rc = cert_known(a, id, &known)) != IOTP_OK)
-		goto out;
-	if (known) {
-		rc = cert_existing(a, id);
-	} else {
-		reg.cert_pem = pc->pem;
-		reg.ca_pem = pc->ca_pem;
-		reg.status = pc->status;
-		memset(&ref, 0, sizeof(ref));
-		if ((rc = registry_cert_register_x509(a->core, a->actor, &reg, x, &ref, &lerr)) !=
-		    IOTP_OK) {
-			rc = res_fail(a->err, rc, pc->logical_id, &lerr);
+	if (lc != NULL)
+		rc = registry_cert_register_lite(a->core, a->actor, &reg, lc, &declined, &ref, &lerr);
+	if (rc == IOTP_OK && declined) {
+		if (x == NULL && (rc = cert_full(a, &x, id)) != IOTP_OK)
 			goto out;
-		}
-		util_strlcpy(a->cert_id, ref.id, sizeof(a->cert_id));
+		rc = registry_cert_register_x509(a->core, a->actor, &reg, x, &ref, &lerr);
 	}
+	if (rc != IOTP_OK) {
+		rc = res_fail(a->err, rc, pc->logical_id, &lerr);
+		goto out;
+	}
+	util_strlcpy(a->cert_id, ref.id, sizeof(a->cert_id));
 result:
 	if (rc == IOTP_OK && (a->r->cert_pem = strdup(pc->pem)) == NULL)
 		rc = iotp_err_set(a->err, IOTP_ERR_NOMEM, "result: out of memory");
 out:
 	X509_free(x);
+	pki_lite_free(own);
 	return rc;
 }
 
