@@ -459,12 +459,20 @@ iotp_rc store_event_append(struct store *st, const char *actor, const char *acti
 			return rc;
 		own_tx = 1;
 	}
-	rc = store_query_int(st,
-	                     st->be->event_insert_sql != NULL
-	                         ? st->be->event_insert_sql
-	                         : "INSERT INTO events (ts, actor, action, object, detail) "
-	                           "VALUES (?, ?, ?, ?, ?) RETURNING id",
-	                     p, 5, &newid, err);
+	if (st->be->event_insert_sql == NULL && st->be->last_insert_id != NULL) {
+		rc = store_exec(st,
+		                "INSERT INTO events (ts, actor, action, object, detail) "
+		                "VALUES (?, ?, ?, ?, ?)",
+		                p, 5, NULL, NULL, err);
+		newid = rc == IOTP_OK ? st->be->last_insert_id(st->conn) : 0;
+	} else {
+		rc = store_query_int(st,
+		                     st->be->event_insert_sql != NULL
+		                         ? st->be->event_insert_sql
+		                         : "INSERT INTO events (ts, actor, action, object, detail) "
+		                           "VALUES (?, ?, ?, ?, ?) RETURNING id",
+		                     p, 5, &newid, err);
+	}
 	if (own_tx) {
 		if (rc == IOTP_OK)
 			rc = store_commit(st, err);

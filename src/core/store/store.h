@@ -114,6 +114,10 @@ struct store_backend {
 	 * object, detail), returns its id in the first column and wakes
 	 * listeners when the transaction commits. NULL: a plain INSERT. */
 	const char *event_insert_sql;
+	/* Optional: the integer key of the row the last INSERT on conn made.
+	 * With it (and no event_insert_sql) an event is a plain INSERT, which
+	 * SQLite runs in half the time of INSERT ... RETURNING. */
+	int64_t (*last_insert_id)(void *conn);
 	/* Optional change notifications (NULL: none, tailers poll). listen
 	 * subscribes; fd returns the descriptor to poll for readability or -1;
 	 * drain consumes what arrived and returns how many wake-ups (a reconnect

@@ -326,6 +326,13 @@ static void sqlite_autocheckpoint(void *conn, int pages)
 	sqlite3_wal_autocheckpoint(c->db, pages);
 }
 
+static int64_t sqlite_last_insert_id(void *conn)
+{
+	struct sqlite_conn *c = conn;
+
+	return sqlite3_last_insert_rowid(c->db);
+}
+
 const struct store_backend store_backend_sqlite = {
 	.name = "sqlite",
 	.serial_pk = "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -338,4 +345,5 @@ const struct store_backend store_backend_sqlite = {
 	.twin_target = sqlite_twin_target,
 	.checkpoint = sqlite_checkpoint,
 	.autocheckpoint = sqlite_autocheckpoint,
+	.last_insert_id = sqlite_last_insert_id,
 };
