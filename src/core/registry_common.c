@@ -532,7 +532,9 @@ iotp_rc reg_strs_finish(struct iotp_core *core, struct reg_strs *s, char tag, in
 		goto out;
 	}
 	if (s->count > (size_t)max) {
-		if ((rc = reg_page_token(tag, s->items[max - 1], &token, err)) != IOTP_OK)
+		rc = reg_page_token(tag, s->page_key[0] != '\0' ? s->page_key : s->items[max - 1],
+		                    &token, err);
+		if (rc != IOTP_OK)
 			goto out;
 		while (s->count > (size_t)max)
 			free(s->items[--s->count]);

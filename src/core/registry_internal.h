@@ -111,6 +111,7 @@ struct reg_strs {
 	char **items;
 	size_t count;
 	iotp_rc rc;
+	char page_key[24]; /* when set: the next page's key, instead of the last item */
 };
 int reg_strs_row(void *ud, const struct store_row *row);
 void reg_strs_free(struct reg_strs *s);

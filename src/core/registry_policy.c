@@ -719,31 +719,53 @@ iotp_rc registry_policy_list_attached(struct iotp_core *core, const char *target
 	return rc;
 }
 
+/* A policy's targets come in the order they were attached (schema.c,
+ * migration 5): the paging key is the attachment's id. */
+struct target_rows {
+	struct reg_strs s;
+	int max;
+};
+
+static int target_row(void *ud, const struct store_row *row)
+{
+	struct target_rows *t = ud;
+
+	if (reg_strs_row(&t->s, row) != 0)
+		return 1;
+	if (t->s.count == (size_t)t->max)
+		snprintf(t->s.page_key, sizeof(t->s.page_key), "%lld", (long long)row->cols[1].i);
+	return 0;
+}
+
 iotp_rc registry_policy_list_targets(struct iotp_core *core, const char *name,
                                      const struct registry_page *page,
                                      struct registry_str_list *out, struct iotp_err *err)
 {
-	struct reg_strs s = {0};
+	struct target_rows t = {0};
 	char *key = NULL;
-	int max;
+	int64_t after = 0;
 	iotp_rc rc;
 
 	if ((rc = check_name(name, err)) != IOTP_OK || (rc = policy_exists(core, name, err)) != IOTP_OK)
 		return rc;
-	if ((rc = reg_page_open(page, 'T', REGISTRY_MARKER_DEFAULT, &max, &key, err)) != IOTP_OK)
+	if ((rc = reg_page_open(page, 'T', REGISTRY_MARKER_DEFAULT, &t.max, &key, err)) != IOTP_OK)
 		return rc;
+	if (key != NULL && util_parse_int64(key, 0, INT64_MAX, &after) != IOTP_OK) {
+		free(key);
+		return iotp_err_set(err, IOTP_ERR_INVALID, "invalid pagination token");
+	}
+	free(key);
 	{
-		struct store_val p[] = {SV_TEXT(name), SV_TEXT(key != NULL ? key : ""), SV_INT(max + 1)};
+		struct store_val p[] = {SV_TEXT(name), SV_INT(after), SV_INT(t.max + 1)};
 
 		rc = store_exec(core->store,
-		                "SELECT target FROM policy_targets WHERE policy_name = ? "
-		                "AND target > ? ORDER BY target LIMIT ?",
-		                p, 3, reg_strs_row, &s, err);
+		                "SELECT target, id FROM policy_targets WHERE policy_name = ? "
+		                "AND id > ? ORDER BY id LIMIT ?",
+		                p, 3, target_row, &t, err);
 	}
 	if (rc == IOTP_OK)
-		rc = reg_strs_finish(core, &s, 'T', max, 1, out, err);
-	reg_strs_free(&s);
-	free(key);
+		rc = reg_strs_finish(core, &t.s, 'T', t.max, 1, out, err);
+	reg_strs_free(&t.s);
 	return rc;
 }
 

@@ -263,10 +263,35 @@ static const char migration_4[] =
 	"  created INTEGER NOT NULL\n"
 	")";
 
+/* Fewer B-trees to update per registration (migration 5). Certificate ids
+ * are SHA-256 digests, so every index keyed by one is written at a random
+ * place: past a few hundred thousand certificates each such index costs a
+ * page written per attachment. policy_targets had two, (policy_name,
+ * target) and (target); now one, (target, policy_name), which serves the
+ * lookups by target and the uniqueness, while a policy's targets are found
+ * and paged through (policy_name, id), in the order they were attached,
+ * written at the end. certificates_ca_id and things_type_name repeat the
+ * first column of certificates_ca_created and things_type_name_name. */
+static const char migration_5[] =
+	"CREATE TABLE policy_targets_v5 (\n"
+	"  id @SERIAL@,\n"
+	"  policy_name TEXT NOT NULL REFERENCES policies(name),\n"
+	"  target TEXT NOT NULL,\n"
+	"  UNIQUE (target, policy_name)\n"
+	");\n"
+	"INSERT INTO policy_targets_v5 (policy_name, target) "
+	"SELECT policy_name, target FROM policy_targets ORDER BY policy_name, target;\n"
+	"DROP TABLE policy_targets;\n"
+	"ALTER TABLE policy_targets_v5 RENAME TO policy_targets;\n"
+	"CREATE INDEX policy_targets_policy ON policy_targets(policy_name, id);\n"
+	"DROP INDEX certificates_ca_id;\n"
+	"DROP INDEX things_type_name";
+
 const char *const store_migrations[] = {
 	migration_1,
 	migration_2,
 	migration_3,
 	migration_4,
+	migration_5,
 };
 const int store_migration_count = (int)(sizeof(store_migrations) / sizeof(store_migrations[0]));

@@ -7,6 +7,7 @@
  * statements are cached per connection keyed by their SQL text, because the
  * same few statements run on every hot path.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,8 @@ static iotp_rc map_rc(sqlite3 *db, int rc, const char *what, struct iotp_err *er
 		code = IOTP_ERR_IO;
 	return iotp_err_set(err, code, "sqlite: %s: %s", what, sqlite3_errmsg(db));
 }
+
+static void sqlite_autocheckpoint(void *conn, int pages);
 
 /*
  * Switches the database to WAL. On a new database file opened by several
@@ -104,19 +107,18 @@ static iotp_rc sqlite_open(const char *target, void **conn, struct iotp_err *err
 	 * checkpoint rewrites pages barely changed. Measured, bench_bulk
 	 * --lines 200000: 3,394 -> 4,410 lines/s. The cache is a bound, taken
 	 * only as a connection reads. (STORE_AUTOCHECKPOINT_PAGES, set below.)
- * journal_size_limit: a bulk task lets the WAL grow to 1 GiB
- * (bulk_run.c); when the WAL next starts over, the file shrinks back to
- * 64 MiB instead of keeping that size on disk. */
+ * journal_size_limit follows the checkpoint size (sqlite_autocheckpoint):
+ * a bulk task lets the WAL grow to 1 GiB (bulk_run.c); when the WAL next
+ * starts over after it, the file shrinks back to 64 MiB. */
 	rc = set_wal(c->db, &msg);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(c->db,
 		                  "PRAGMA synchronous=NORMAL; "
 		                  "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; "
-		                  "PRAGMA cache_size=-65536; "
-		                  "PRAGMA journal_size_limit=67108864;",
+		                  "PRAGMA cache_size=-65536;",
 		                  NULL, NULL, &msg);
 	if (rc == SQLITE_OK)
-		sqlite3_wal_autocheckpoint(c->db, STORE_AUTOCHECKPOINT_PAGES);
+		sqlite_autocheckpoint(c, STORE_AUTOCHECKPOINT_PAGES);
 	if (rc != SQLITE_OK) {
 		iotp_err_set(err, rc == SQLITE_BUSY ? IOTP_ERR_BUSY : IOTP_ERR_DB,
 		             "sqlite: configure %s: %s", target, msg ? msg : sqlite3_errstr(rc));
@@ -326,8 +328,14 @@ static iotp_rc sqlite_checkpoint(void *conn, struct iotp_err *err)
 static void sqlite_autocheckpoint(void *conn, int pages)
 {
 	struct sqlite_conn *c = conn;
+	char sql[64];
 
 	sqlite3_wal_autocheckpoint(c->db, pages);
+	/* The WAL file keeps the size it grew to unless told otherwise: the
+	 * same bound (pages of 4 KiB, the default), so that the file shrinks
+	 * back after a bulk task but is not cut and regrown during one. */
+	snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit=%lld", (long long)pages * 4096);
+	sqlite3_exec(c->db, sql, NULL, NULL, NULL);
 }
 
 static int64_t sqlite_last_insert_id(void *conn)

@@ -182,6 +182,39 @@ static void policy_attach(void **state)
 	assert_string_equal(sl.items[0], c.arn);
 	assert_string_equal(sl.items[1], ref.arn);
 	registry_str_list_cleanup(&sl);
+	/* Pages follow the order of attachment, not of the ARNs. */
+	{
+		struct registry_page pg = {.max = 1};
+		struct registry_ref zref, aref;
+		struct registry_thing_group_spec zs = {.name = "zeta"}, as = {.name = "alpha"};
+
+		policy(f, "o", DOC("*"));
+		assert_int_equal(registry_thing_group_create(&f->core, ACTOR, &zs, &zref, &f->err),
+		                 IOTP_OK);
+		assert_int_equal(registry_thing_group_create(&f->core, ACTOR, &as, &aref, &f->err),
+		                 IOTP_OK);
+		assert_int_equal(registry_policy_attach(&f->core, ACTOR, "o", zref.arn, &f->err),
+		                 IOTP_OK);
+		assert_int_equal(registry_policy_attach(&f->core, ACTOR, "o", aref.arn, &f->err),
+		                 IOTP_OK);
+		assert_int_equal(registry_policy_list_targets(&f->core, "o", &pg, &sl, &f->err),
+		                 IOTP_OK);
+		assert_int_equal(sl.count, 1);
+		assert_string_equal(sl.items[0], zref.arn);
+		assert_non_null(sl.next_token);
+		pg.token = strdup(sl.next_token);
+		registry_str_list_cleanup(&sl);
+		assert_int_equal(registry_policy_list_targets(&f->core, "o", &pg, &sl, &f->err),
+		                 IOTP_OK);
+		assert_int_equal(sl.count, 1);
+		assert_string_equal(sl.items[0], aref.arn);
+		assert_null(sl.next_token);
+		registry_str_list_cleanup(&sl);
+		free((char *)pg.token);
+		pg.token = "VDp4eXo="; /* "T:xyz": this list's tag, not one of its keys */
+		assert_int_equal(registry_policy_list_targets(&f->core, "o", &pg, &sl, &f->err),
+		                 IOTP_ERR_INVALID);
+	}
 	assert_int_equal(registry_policy_list_attached(&f->core, c.arn, 0, NULL, &rl, &f->err),
 	                 IOTP_OK);
 	assert_int_equal(rl.count, 1);
