@@ -401,6 +401,55 @@ static void reopen_is_idempotent(void **state)
 	}
 }
 
+/* Migration 5 rebuilds policy_targets: a store at version 4 with
+ * attachments keeps every one of them, and the lookups still find them. The
+ * version-4 table is put back by hand (the DDL of migration 1). */
+static void migration_5_keeps_policy_targets(void **state)
+{
+	struct sfx *f = *state;
+	struct store *st = f->st;
+
+	sfx_exec(st, "INSERT INTO policies (name, default_version, created, updated) "
+	             "VALUES ('p', 1, 0, 0)");
+	sfx_exec(st, "INSERT INTO policies (name, default_version, created, updated) "
+	             "VALUES ('q', 1, 0, 0)");
+	sfx_exec(st, "DROP TABLE policy_targets");
+	sfx_exec(st, "CREATE TABLE policy_targets (policy_name TEXT NOT NULL REFERENCES "
+	             "policies(name), target TEXT NOT NULL, PRIMARY KEY (policy_name, target))");
+	sfx_exec(st, "CREATE INDEX policy_targets_target ON policy_targets(target)");
+	sfx_exec(st, "CREATE INDEX certificates_ca_id ON certificates(ca_id)");
+	sfx_exec(st, "CREATE INDEX things_type_name ON things(type_name)");
+	sfx_exec(st, "INSERT INTO policy_targets (policy_name, target) VALUES "
+	             "('p', 'cert/bb'), ('p', 'cert/aa'), ('q', 'cert/aa'), ('p', 'thinggroup/g')");
+	sfx_exec(st, "DELETE FROM schema_version WHERE version >= 5");
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(store_open(f->ts.url, &f->st, &f->err), IOTP_OK);
+	st = f->st;
+	assert_int_equal(store_schema_version(st), store_migration_count);
+	assert_int_equal(sfx_int(st, "SELECT COUNT(*) FROM policy_targets", NULL), 4);
+	assert_int_equal(sfx_int(st, "SELECT COUNT(*) FROM policy_targets WHERE target = ?",
+	                         "cert/aa"), 2);
+	assert_int_equal(sfx_int(st, "SELECT COUNT(*) FROM policy_targets WHERE policy_name = ?",
+	                         "p"), 3);
+	/* Ids follow (policy_name, target) for the rows carried over. */
+	assert_int_equal(sfx_int(st, "SELECT id FROM policy_targets WHERE policy_name = 'p' "
+	                             "AND target = ?", "cert/aa") + 1,
+	                 sfx_int(st, "SELECT id FROM policy_targets WHERE policy_name = 'p' "
+	                             "AND target = ?", "cert/bb"));
+	/* (target, policy_name) is unique, and new rows get new ids. */
+	{
+		struct store_val p[] = {SV_TEXT("q"), SV_TEXT("cert/aa")};
+
+		assert_int_equal(store_exec(st, "INSERT INTO policy_targets (policy_name, target) "
+		                                "VALUES (?, ?)", p, 2, NULL, NULL, &f->err),
+		                 IOTP_ERR_EXISTS);
+	}
+	sfx_exec(st, "INSERT INTO policy_targets (policy_name, target) VALUES ('q', 'cert/bb')");
+	assert_true(sfx_int(st, "SELECT id FROM policy_targets WHERE policy_name = 'q' "
+	                        "AND target = ?", "cert/bb") > 4);
+}
+
 static void large_values(void **state)
 {
 	struct sfx *f = *state;
@@ -542,6 +591,8 @@ int suite_basic(void)
 		cmocka_unit_test_setup_teardown(constraint_errors_map_alike, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(meta_get_set, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(reopen_is_idempotent, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(migration_5_keeps_policy_targets, sfx_setup,
+		                                sfx_teardown),
 		cmocka_unit_test_setup_teardown(large_values, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(twin_checkpoints_beside_writer, sfx_setup,
 		                                sfx_teardown),
