@@ -254,6 +254,28 @@ def cli_import(ctx):
           "without a terminal or --wait, iotprov import prints the task id")
     r = run([IOTPROV, "import", src, "--endpoint-url", ctx.daemon.url], env=env)
     check(r.returncode == 2, "iotprov import without --template is a usage error")
+    # The input is read and uploaded a chunk at a time: a file of many
+    # chunks arrives whole, every line registered.
+    big = os.path.join(ctx.data, "..", "big.jsonl")
+    with open(big, "w") as f:
+        for i in range(3000):
+            f.write(json.dumps({"ThingName": "big-%04d" % i, "Pad": "x" * 150}) + "\n")
+    check(os.path.getsize(big) > 6 * 60 * 1024, "the big input spans several upload chunks")
+    r = run([IOTPROV, "import", big, "--template", "@" + tmpl, "--endpoint-url",
+             ctx.daemon.url, "--wait"], env=env)
+    check(r.returncode == 0 and "Completed: 3,000 registered, 0 failed" in r.stdout,
+          "a many-chunk input uploads whole (%s%s)"
+          % (r.stdout.strip()[-120:], r.stderr.strip()[-200:]))
+    # A NUL byte anywhere, even past the first chunk, is refused before
+    # anything reaches the import directory.
+    imports = os.path.join(ctx.data, "import", "iotprov-import")
+    before = sorted(os.listdir(imports))
+    with open(big, "a") as f:
+        f.write("\0\n")
+    r = run([IOTPROV, "import", big, "--template", "@" + tmpl, "--endpoint-url",
+             ctx.daemon.url, "--wait"], env=env)
+    check(r.returncode == 1 and "NUL byte" in r.stderr, "an input with a NUL byte is refused")
+    check(sorted(os.listdir(imports)) == before, "nothing of the refused input was placed")
 
 
 def main():

@@ -42,28 +42,82 @@ struct import_opts {
 	int json;
 };
 
-/* The input as one byte string: a file, or every *.pem / *.crt file of a
- * directory in name order (certs-pem). */
-static iotp_rc read_input(const char *path, const char *format, struct buf *out,
+/* The input: a file, read a chunk at a time as it is placed (a million
+ * certificates make half a gigabyte), or every *.pem / *.crt file of a
+ * directory in name order (certs-pem), joined in memory. */
+struct input {
+	const char *path;
+	FILE *fp;        /* a file */
+	struct buf mem;  /* a directory's files */
+	size_t off;      /* of mem, placed so far */
+	int64_t size;
+};
+
+/* Up to cap bytes of in into dst (*n: 0 at the end). */
+static iotp_rc input_next(struct input *in, char *dst, size_t cap, size_t *n,
                           struct iotp_err *err)
 {
+	if (in->fp != NULL) {
+		*n = fread(dst, 1, cap, in->fp);
+		if (*n < cap && ferror(in->fp))
+			return iotp_err_set(err, IOTP_ERR_IO, "cannot read %s: %s", in->path,
+			                    strerror(errno));
+		return IOTP_OK;
+	}
+	*n = in->mem.len - in->off < cap ? in->mem.len - in->off : cap;
+	memcpy(dst, in->mem.data + in->off, *n);
+	in->off += *n;
+	return IOTP_OK;
+}
+
+static void input_close(struct input *in)
+{
+	if (in->fp != NULL)
+		fclose(in->fp);
+	buf_cleanup(&in->mem);
+	memset(in, 0, sizeof(*in));
+}
+
+/* Refuses an input holding a NUL byte (not a text manifest) before any of
+ * it is placed, then starts over at its beginning. */
+static iotp_rc input_check_text(struct input *in, char *scratch, size_t cap,
+                                struct iotp_err *err)
+{
+	size_t n;
+	iotp_rc rc;
+
+	do {
+		if ((rc = input_next(in, scratch, cap, &n, err)) != IOTP_OK)
+			return rc;
+		if (memchr(scratch, '\0', n) != NULL)
+			return iotp_err_set(err, IOTP_ERR_INVALID,
+			                    "the input holds a NUL byte: not a text manifest");
+	} while (n > 0);
+	in->off = 0;
+	if (in->fp != NULL)
+		rewind(in->fp);
+	return IOTP_OK;
+}
+
+static iotp_rc read_input(const char *path, const char *format, struct input *in,
+                          struct iotp_err *err)
+{
+	struct buf *out = &in->mem;
 	struct stat sb;
 	struct dirent **names = NULL;
 	int n;
 	iotp_rc rc = IOTP_OK;
 
+	in->path = path;
 	if (stat(path, &sb) != 0)
 		return iotp_err_set(err, IOTP_ERR_NOT_FOUND, "cannot read %s: %s", path,
 		                    strerror(errno));
 	if (!S_ISDIR(sb.st_mode)) {
-		char *data = NULL;
-		size_t len = 0;
-
-		if ((rc = util_read_file(path, (size_t)1 << 40, &data, &len, err)) != IOTP_OK)
-			return rc;
-		rc = buf_append(out, data != NULL ? data : "", len);
-		free(data);
-		return rc;
+		if ((in->fp = fopen(path, "rb")) == NULL)
+			return iotp_err_set(err, IOTP_ERR_NOT_FOUND, "cannot read %s: %s", path,
+			                    strerror(errno));
+		in->size = (int64_t)sb.st_size;
+		return IOTP_OK;
 	}
 	if (strcmp(format, "certs-pem") != 0)
 		return iotp_err_set(err, IOTP_ERR_INVALID,
@@ -95,6 +149,7 @@ static iotp_rc read_input(const char *path, const char *format, struct buf *out,
 	free(names);
 	if (rc == IOTP_OK && out->len == 0)
 		rc = iotp_err_set(err, IOTP_ERR_INVALID, "no *.pem or *.crt file in %s", path);
+	in->size = (int64_t)out->len;
 	return rc;
 }
 
@@ -131,58 +186,59 @@ static iotp_rc template_body(struct api_client *c, const char *t, char **out,
 	return rc;
 }
 
-/* Puts data in the import directory as IMPORT_BUCKET/key. */
+/* Puts the input in the import directory as IMPORT_BUCKET/key: written
+ * there with --data-dir (same machine as the daemon), uploaded in chunks
+ * with --endpoint-url. One chunk in memory at a time. */
 static iotp_rc place_input(struct api_client *c, const struct import_opts *o,
-                           const struct buf *data, const char *key, struct iotp_err *err)
+                           struct input *in, const char *key, struct iotp_err *err)
 {
-	size_t off = 0;
-	iotp_rc rc = IOTP_OK;
+	int local = o->data_dir != NULL && o->endpoint_url == NULL;
+	size_t cap = local ? LOCAL_CHUNK : UPLOAD_CHUNK, n = 0;
+	int progress = !local && isatty(STDERR_FILENO) && in->size > UPLOAD_CHUNK * 4;
+	char *chunk = malloc(cap + 1);
+	struct datadir d;
+	int64_t off = 0, size = 0;
+	iotp_rc rc;
 
-	if (memchr(data->data, '\0', data->len) != NULL)
-		return iotp_err_set(err, IOTP_ERR_INVALID, "the input holds a NUL byte: not a text "
-		                                           "manifest");
-	if (o->data_dir != NULL && o->endpoint_url == NULL) {
-		/* Same machine as the daemon: write the file where it reads. */
-		struct datadir d;
-		int64_t size = 0;
-
-		memset(&d, 0, sizeof(d));
-		if ((rc = datadir_open(&d, o->data_dir, err)) != IOTP_OK)
-			return rc;
-		do {
-			size_t n = data->len - off < LOCAL_CHUNK ? data->len - off : LOCAL_CHUNK;
-
-			rc = bulk_input_write(d.conf, IMPORT_BUCKET, key, (int64_t)off, data->data + off, n,
-			                      &size, err);
-			off += n;
-		} while (rc == IOTP_OK && off < data->len);
-		datadir_close(&d);
+	memset(&d, 0, sizeof(d));
+	if (chunk == NULL)
+		return iotp_err_set(err, IOTP_ERR_NOMEM, "out of memory");
+	if ((rc = input_check_text(in, chunk, cap, err)) != IOTP_OK ||
+	    (local && (rc = datadir_open(&d, o->data_dir, err)) != IOTP_OK)) {
+		free(chunk);
 		return rc;
 	}
+	/* At least one write, so that an empty input is an empty file. */
 	do {
-		size_t n = data->len - off < UPLOAD_CHUNK ? data->len - off : UPLOAD_CHUNK;
-		char *chunk = malloc(n + 1), offs[32];
-		struct client_param params[3];
-		json_t *ans = NULL;
+		if ((rc = input_next(in, chunk, cap, &n, err)) != IOTP_OK)
+			break;
+		if (n == 0 && off > 0)
+			break;
+		if (local) {
+			rc = bulk_input_write(d.conf, IMPORT_BUCKET, key, off, chunk, n, &size, err);
+		} else {
+			struct client_param params[3];
+			json_t *ans = NULL;
+			char offs[32];
 
-		if (chunk == NULL)
-			return iotp_err_set(err, IOTP_ERR_NOMEM, "out of memory");
-		memcpy(chunk, data->data + off, n);
-		chunk[n] = '\0';
-		snprintf(offs, sizeof(offs), "%zu", off);
-		params[0] = (struct client_param){"bucket", IMPORT_BUCKET};
-		params[1] = (struct client_param){"key", key};
-		params[2] = (struct client_param){"offset", offs};
-		rc = client_call(c, "PUT", "/iotprov/import-files", params, 3, "PutImportFile", chunk,
-		                 &ans, err);
-		json_decref(ans);
-		free(chunk);
-		off += n;
-		if (isatty(STDERR_FILENO) && data->len > UPLOAD_CHUNK * 4)
-			fprintf(stderr, "\ruploading %3d%%", (int)(off * 100 / data->len));
-	} while (rc == IOTP_OK && off < data->len);
-	if (isatty(STDERR_FILENO) && data->len > UPLOAD_CHUNK * 4)
+			chunk[n] = '\0';
+			snprintf(offs, sizeof(offs), "%lld", (long long)off);
+			params[0] = (struct client_param){"bucket", IMPORT_BUCKET};
+			params[1] = (struct client_param){"key", key};
+			params[2] = (struct client_param){"offset", offs};
+			rc = client_call(c, "PUT", "/iotprov/import-files", params, 3, "PutImportFile",
+			                 chunk, &ans, err);
+			json_decref(ans);
+		}
+		off += (int64_t)n;
+		if (progress && rc == IOTP_OK)
+			fprintf(stderr, "\ruploading %3d%%", (int)(off * 100 / in->size));
+	} while (rc == IOTP_OK && n > 0);
+	if (progress)
 		fprintf(stderr, "\r              \r");
+	if (local)
+		datadir_close(&d);
+	free(chunk);
 	return rc;
 }
 
@@ -357,7 +413,7 @@ int cmd_import(int argc, char **argv)
 	const char *args[CLI_MAX_ARGS];
 	struct api_client c;
 	struct iotp_err err;
-	struct buf data;
+	struct input data;
 	char key[200], *body = NULL, *req = NULL, id[BULK_TASK_ID_MAX + 1] = "";
 	json_t *ans = NULL, *last = NULL;
 	const char *base;
@@ -378,7 +434,8 @@ int cmd_import(int argc, char **argv)
 		                       manifest_format_names());
 	if (o.data_dir == NULL && o.endpoint_url == NULL)
 		o.data_dir = CLI_DEFAULT_DATA_DIR;
-	buf_init(&data, 0);
+	memset(&data, 0, sizeof(data));
+	buf_init(&data.mem, 0);
 	if (read_input(args[0], o.format, &data, &err) != IOTP_OK) {
 		cli_fail(command, "%s", err.msg);
 		goto out;
@@ -464,7 +521,7 @@ out:
 	json_decref(last);
 	free(req);
 	free(body);
-	buf_cleanup(&data);
+	input_close(&data);
 	client_close(&c);
 	return status;
 }
