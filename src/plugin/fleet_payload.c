@@ -453,6 +453,21 @@ out:
 
 /* ---- encoding ---- */
 
+/* An integer in the fewest bytes CBOR allows (its preferred
+ * serialization): libcbor writes a 64-bit item in 9 bytes whatever its
+ * value, so a reply of small numbers would grow ninefold, past what the
+ * decoder takes back (FLEET_PAYLOAD_MAX). neg: the item is -1 - v. */
+static cbor_item_t *cbor_uint_min(uint64_t v, int neg)
+{
+	if (v <= UINT8_MAX)
+		return neg ? cbor_build_negint8((uint8_t)v) : cbor_build_uint8((uint8_t)v);
+	if (v <= UINT16_MAX)
+		return neg ? cbor_build_negint16((uint16_t)v) : cbor_build_uint16((uint16_t)v);
+	if (v <= UINT32_MAX)
+		return neg ? cbor_build_negint32((uint32_t)v) : cbor_build_uint32((uint32_t)v);
+	return neg ? cbor_build_negint64(v) : cbor_build_uint64(v);
+}
+
 static cbor_item_t *json_to_cbor(const json_t *v, int depth)
 {
 	cbor_item_t *it = NULL;
@@ -507,9 +522,7 @@ static cbor_item_t *json_to_cbor(const json_t *v, int depth)
 	case JSON_INTEGER: {
 		json_int_t n = json_integer_value(v);
 
-		if (n >= 0)
-			return cbor_build_uint64((uint64_t)n);
-		return cbor_build_negint64((uint64_t)(-1 - n));
+		return n >= 0 ? cbor_uint_min((uint64_t)n, 0) : cbor_uint_min((uint64_t)(-1 - n), 1);
 	}
 	case JSON_TRUE:
 		return cbor_build_bool(true);

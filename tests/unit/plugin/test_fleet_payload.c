@@ -105,11 +105,56 @@ static void test_cbor_duplicate_key_refused(void **state)
 	assert_null(r.token);
 }
 
+/* Integers go out in the fewest bytes: an array of 2,000 zeros (2,003
+ * bytes of CBOR) encodes back to 2,003 bytes and decodes to the same value;
+ * with 9-byte integers it would pass FLEET_PAYLOAD_MAX and be refused (a
+ * fuzz_mqtt_payload finding). Values at each width boundary round-trip. */
+static void test_cbor_integers_minimal(void **state)
+{
+	static const json_int_t edges[] = {0, 23, 24, 255, 256, 65535, 65536, 4294967295LL,
+	                                   4294967296LL, INT64_MAX, -1, -24, -25, -256, -257,
+	                                   -65536, -65537, -4294967296LL, -4294967297LL, INT64_MIN};
+	unsigned char in[2003];
+	json_t *j = NULL, *back = NULL, *arr;
+	void *out = NULL;
+	size_t len = 0;
+	struct iotp_err err;
+
+	(void)state;
+	memset(in, 0, sizeof(in));
+	in[0] = 0x99; /* array, 2-byte length */
+	in[1] = 0x07;
+	in[2] = 0xd0;
+	assert_int_equal(fleet_cbor_to_json(in, sizeof(in), &j, &err), IOTP_OK);
+	assert_int_equal(fleet_encode(FLEET_CBOR, j, &out, &len, &err), IOTP_OK);
+	assert_int_equal(len, sizeof(in));
+	assert_memory_equal(out, in, sizeof(in));
+	assert_int_equal(fleet_cbor_to_json(out, len, &back, &err), IOTP_OK);
+	assert_true(json_equal(j, back));
+	json_decref(j);
+	json_decref(back);
+	free(out);
+
+	arr = json_array();
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+		json_array_append_new(arr, json_integer(edges[i]));
+	assert_int_equal(fleet_encode(FLEET_CBOR, arr, &out, &len, &err), IOTP_OK);
+	/* header 1 + 0,23: 1 each; 24,255: 2; 256,65535: 3; 65536,2^32-1: 5;
+	 * 2^32,INT64_MAX: 9; and the same for the negatives */
+	assert_int_equal(len, 1 + 2 * (1 + 1 + 2 + 2 + 3 + 3 + 5 + 5 + 9 + 9));
+	assert_int_equal(fleet_cbor_to_json(out, len, &back, &err), IOTP_OK);
+	assert_true(json_equal(arr, back));
+	json_decref(arr);
+	json_decref(back);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_create_reply_json_and_cbor),
 		cmocka_unit_test(test_cbor_duplicate_key_refused),
+		cmocka_unit_test(test_cbor_integers_minimal),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
