@@ -434,6 +434,9 @@ int store_tx_depth(const struct store *st)
 	return st->depth;
 }
 
+#define EVENT_INSERT \
+	"INSERT INTO events (ts, actor, action, object, detail) VALUES (?, ?, ?, ?, ?)"
+
 iotp_rc store_event_append(struct store *st, const char *actor, const char *action,
                            const char *object, const char *detail, int64_t *id,
                            struct iotp_err *err)
@@ -460,17 +463,12 @@ iotp_rc store_event_append(struct store *st, const char *actor, const char *acti
 		own_tx = 1;
 	}
 	if (st->be->event_insert_sql == NULL && st->be->last_insert_id != NULL) {
-		rc = store_exec(st,
-		                "INSERT INTO events (ts, actor, action, object, detail) "
-		                "VALUES (?, ?, ?, ?, ?)",
-		                p, 5, NULL, NULL, err);
+		rc = store_exec(st, EVENT_INSERT, p, 5, NULL, NULL, err);
 		newid = rc == IOTP_OK ? st->be->last_insert_id(st->conn) : 0;
 	} else {
 		rc = store_query_int(st,
-		                     st->be->event_insert_sql != NULL
-		                         ? st->be->event_insert_sql
-		                         : "INSERT INTO events (ts, actor, action, object, detail) "
-		                           "VALUES (?, ?, ?, ?, ?) RETURNING id",
+		                     st->be->event_insert_sql != NULL ? st->be->event_insert_sql
+		                                                      : EVENT_INSERT " RETURNING id",
 		                     p, 5, &newid, err);
 	}
 	if (own_tx) {

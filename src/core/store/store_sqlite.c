@@ -107,9 +107,9 @@ static iotp_rc sqlite_open(const char *target, void **conn, struct iotp_err *err
 	 * checkpoint rewrites pages barely changed. Measured, bench_bulk
 	 * --lines 200000: 3,394 -> 4,410 lines/s. The cache is a bound, taken
 	 * only as a connection reads. (STORE_AUTOCHECKPOINT_PAGES, set below.)
- * journal_size_limit follows the checkpoint size (sqlite_autocheckpoint):
- * a bulk task lets the WAL grow to 1 GiB (bulk_run.c); when the WAL next
- * starts over after it, the file shrinks back to 64 MiB. */
+	 * journal_size_limit follows the checkpoint size (sqlite_autocheckpoint):
+	 * a bulk task lets the WAL grow to 1 GiB (bulk_run.c); when the WAL next
+	 * starts over after it, the file shrinks back to 64 MiB. */
 	rc = set_wal(c->db, &msg);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(c->db,
